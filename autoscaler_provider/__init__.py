@@ -1,0 +1,1 @@
+"""The cluster-autoscaler's externalgrpc CloudProvider, serving NodeSets as node groups."""

@@ -1,0 +1,190 @@
+"""``kube-node dev up`` / ``dev down``: a local control plane with kube-node on it, on this machine.
+
+``dev up`` builds (once) and finds the binaries in the foreground, so their progress shows, then starts a
+supervisor process in the background and waits for it to report ready. The supervisor owns the control
+plane (whose processes die with it, even on SIGKILL) and runs kube-node's main job against it; ``dev down``
+stops the supervisor with SIGTERM, which stops everything in order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nodeset_controller.kube import KubeClient, install_crds
+
+from ._samples import apply_samples
+from .controlplane import Binaries, ControlPlane, find_binaries, pid_alive
+
+log = logging.getLogger(__name__)
+
+
+def default_state_dir() -> Path:
+    """Where the dev environment keeps its state: $KUBE_NODE_DEV_DIR, or under $XDG_STATE_HOME."""
+    explicit = os.environ.get("KUBE_NODE_DEV_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "kube-node" / "dev"
+
+
+@dataclass(frozen=True)
+class DevState:
+    """What a running dev environment recorded in ``<state dir>/state.json``."""
+
+    pid: int
+    server: str
+    kubeconfig: str
+    path_dirs: list[str]
+    startup_seconds: float
+
+    @classmethod
+    def read(cls, state_dir: Path) -> DevState | None:
+        """The recorded state, or None when no dev environment is running there."""
+        try:
+            data: dict[str, Any] = json.loads((state_dir / "state.json").read_text())
+        except (OSError, ValueError):
+            return None
+        state = cls(**data)
+        return state if pid_alive(state.pid) else None
+
+    def write(self, state_dir: Path) -> None:
+        """Record this state, atomically."""
+        tmp = state_dir / "state.json.tmp"
+        tmp.write_text(json.dumps(self.__dict__, indent=2))
+        tmp.replace(state_dir / "state.json")
+
+
+def usage(state: DevState, state_dir: Path) -> str:
+    """How to point kubectl at the dev environment."""
+    env_file = state_dir / "env.sh"
+    return "\n".join(
+        [
+            f"kube-node dev environment is up: API server {state.server} "
+            f"(control plane ready in {state.startup_seconds:.1f} s)",
+            "",
+            "Use it from your shell (kubectl and helm here are the pinned versions that match the server):",
+            f"  source {env_file}",
+            "  kubectl get nodeclasses,nodesets",
+            "  kubectl scale nodeset demo --replicas=5",
+            "  kubectl explain nodeset.spec",
+            "",
+            f"Logs: {state_dir / 'kube-node.log'} and {state_dir / 'controlplane' / 'logs'}",
+            "Stop it with: kube-node dev down",
+        ]
+    )
+
+
+def up(state_dir: Path, *, timeout: float = 120.0) -> int:
+    """Start the dev environment in the background (or report the running one) and print how to use it."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    running = DevState.read(state_dir)
+    if running is not None:
+        print(usage(running, state_dir))
+        return 0
+    binaries = find_binaries()  # builds on first use, with progress on stderr
+    log_path = state_dir / "kube-node.log"
+    with log_path.open("ab") as log_file:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "kube_node", "dev", "serve", "--state-dir", str(state_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "KUBE_NODE_BIN_PATH": os.pathsep.join(binaries.path_dirs)},
+        )
+    deadline = time.monotonic() + timeout
+    while True:
+        state = DevState.read(state_dir)
+        if state is not None and state.pid == supervisor.pid:
+            print(usage(state, state_dir))
+            return 0
+        if supervisor.poll() is not None:
+            tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-25:])
+            print(
+                f"kube-node dev up failed (exit code {supervisor.returncode}); {log_path} ends with:\n{tail}",
+                file=sys.stderr,
+            )
+            return 1
+        if time.monotonic() > deadline:
+            supervisor.terminate()
+            print(f"kube-node dev up: not ready within {timeout:.0f} s; see {log_path}", file=sys.stderr)
+            return 1
+        time.sleep(0.2)
+
+
+def down(state_dir: Path, *, timeout: float = 30.0) -> int:
+    """Stop the dev environment running from ``state_dir``, if any."""
+    state = DevState.read(state_dir)
+    if state is None:
+        print("kube-node dev environment is not running")
+        return 0
+    os.kill(state.pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(state.pid):
+        if time.monotonic() > deadline:
+            os.kill(state.pid, signal.SIGKILL)  # its control plane dies with it (PR_SET_PDEATHSIG)
+            break
+        time.sleep(0.1)
+    print("kube-node dev environment stopped")
+    return 0
+
+
+def serve(state_dir: Path) -> int:
+    """The supervisor: run the control plane and kube-node until SIGTERM or SIGINT."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    binaries = find_binaries(build=False)
+    control_plane = ControlPlane(state_dir / "controlplane", binaries=binaries)
+    try:
+        control_plane.start()
+        control_plane.start_scheduler()
+        control_plane.start_controller_manager()
+        client = KubeClient.from_kubeconfig(control_plane.kubeconfig)
+        install_crds(client)
+        created = apply_samples(client)
+        log.info("applied samples: %s", ", ".join(created) or "(all existed)")
+        _write_env_file(state_dir, control_plane, binaries)
+        DevState(
+            pid=os.getpid(),
+            server=control_plane.server,
+            kubeconfig=str(control_plane.kubeconfig),
+            path_dirs=binaries.path_dirs,
+            startup_seconds=round(control_plane.startup_seconds, 2),
+        ).write(state_dir)
+        log.info("dev environment ready at %s", control_plane.server)
+        while not stop.wait(1.0):
+            for process in control_plane.processes:
+                if not process.alive():
+                    log.error(
+                        "%s exited (code %s); stopping the dev environment. Its log: %s",
+                        process.name,
+                        process.popen.returncode,
+                        process.log_path,
+                    )
+                    return 1
+        return 0
+    finally:
+        (state_dir / "state.json").unlink(missing_ok=True)
+        control_plane.stop()
+        log.info("dev environment stopped")
+
+
+def _write_env_file(state_dir: Path, control_plane: ControlPlane, binaries: Binaries) -> None:
+    path = os.pathsep.join(binaries.path_dirs)
+    (state_dir / "env.sh").write_text(
+        "# Source this file to use the kube-node dev environment with the pinned kubectl and helm.\n"
+        f"export KUBECONFIG={control_plane.kubeconfig}\n"
+        f'export PATH={path}:"$PATH"\n'
+    )

@@ -1,0 +1,348 @@
+"""A real local Kubernetes control plane on loopback: etcd, kube-apiserver, and on demand kube-scheduler and
+kube-controller-manager, with generated certificates, RBAC and service-account signing keys."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import shutil
+import ssl
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ._binaries import Binaries, find_binaries
+from ._certs import CertificateAuthority, KeyPair, write_service_account_keys
+from ._processes import ControlPlaneError, Process, free_port, stop_all, wait_until
+
+log = logging.getLogger(__name__)
+
+#: The user of the admin kubeconfig; in group system:masters, so RBAC allows it everything.
+ADMIN_USER = "kube-node-admin"
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+
+
+class ControlPlane:
+    """etcd and kube-apiserver (and on request kube-scheduler and kube-controller-manager) on 127.0.0.1.
+
+    Everything lives in ``workdir`` (a new temporary directory unless given): etcd's data, certificates,
+    kubeconfigs and one log file per component. ``start()`` returns once the API server is ready;
+    ``stop()`` stops the components in a safe order and leaves no process behind. Use it as a context
+    manager, or call ``stop()`` in a ``finally``.
+    """
+
+    def __init__(
+        self, workdir: Path | None = None, *, binaries: Binaries | None = None, tied: bool = True, client_qps: int = 500
+    ) -> None:
+        self._own_workdir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="kube-node-cp-")) if workdir is None else workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.binaries = binaries or find_binaries()
+        self._tied = tied
+        self._client_qps = client_qps
+        self._etcd: Process | None = None
+        self._apiserver: Process | None = None
+        self._scheduler: Process | None = None
+        self._controller_manager: Process | None = None
+        self.port = 0
+        self.startup_seconds = 0.0
+
+    # -- paths -------------------------------------------------------------------------------------------
+
+    @property
+    def pki(self) -> Path:
+        """Directory of certificates and keys."""
+        return self.workdir / "pki"
+
+    @property
+    def logdir(self) -> Path:
+        """Directory of the components' log files."""
+        return self.workdir / "logs"
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig (user in system:masters)."""
+        return self.workdir / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        """The API server's URL."""
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def processes(self) -> list[Process]:
+        """The running components, in the order they must be stopped (etcd last)."""
+        ordered = [self._controller_manager, self._scheduler, self._apiserver, self._etcd]
+        return [p for p in ordered if p is not None]
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the running components."""
+        return [p.pid for p in self.processes]
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def __enter__(self) -> ControlPlane:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start etcd and kube-apiserver and wait until the API server is ready."""
+        started = time.monotonic()
+        self.pki.mkdir(exist_ok=True)
+        self.logdir.mkdir(exist_ok=True)
+        try:
+            self._write_pki()
+            self._start_etcd()
+            self._start_apiserver()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        log.info("control plane ready at %s in %.1f s", self.server, self.startup_seconds)
+
+    def start_scheduler(self) -> None:
+        """Start kube-scheduler (once) and wait until it is healthy."""
+        if self._scheduler is not None:
+            return
+        port = free_port()
+        config = self.workdir / "scheduler.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "kubescheduler.config.k8s.io/v1",
+                    "kind": "KubeSchedulerConfiguration",
+                    "clientConnection": {
+                        "kubeconfig": str(self._component_kubeconfig("scheduler")),
+                        "qps": self._client_qps,
+                        "burst": self._client_qps * 2,
+                    },
+                    "leaderElection": {"leaderElect": False},
+                }
+            )
+        )
+        self._scheduler = Process(
+            "kube-scheduler",
+            [
+                str(self.binaries.kube_scheduler),
+                f"--config={config}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.workdir / 'scheduler-certs'}",
+                "--v=1",
+            ],
+            self.logdir,
+            tied=self._tied,
+        )
+        self._wait_healthy(self._scheduler, port)
+
+    def start_controller_manager(self) -> None:
+        """Start kube-controller-manager (once) and wait until it is healthy."""
+        if self._controller_manager is not None:
+            return
+        port = free_port()
+        self._controller_manager = Process(
+            "kube-controller-manager",
+            [
+                str(self.binaries.kube_controller_manager),
+                f"--kubeconfig={self._component_kubeconfig('controller-manager')}",
+                "--leader-elect=false",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.workdir / 'controller-manager-certs'}",
+                f"--service-account-private-key-file={self.pki / 'sa.key'}",
+                f"--root-ca-file={self.pki / 'serving-ca.crt'}",
+                "--use-service-account-credentials=true",
+                f"--kube-api-qps={self._client_qps}",
+                f"--kube-api-burst={self._client_qps * 2}",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                "--v=1",
+            ],
+            self.logdir,
+            tied=self._tied,
+        )
+        self._wait_healthy(self._controller_manager, port)
+
+    def stop(self) -> None:
+        """Stop every component, API clients first and etcd last; SIGKILL whatever lingers."""
+        stop_all(self.processes)
+        self._controller_manager = self._scheduler = self._apiserver = self._etcd = None
+
+    def cleanup(self) -> None:
+        """Stop, and remove the working directory if this object created it."""
+        self.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- clients -----------------------------------------------------------------------------------------
+
+    def kubeconfig_dict(self, user: str = ADMIN_USER, pair: KeyPair | None = None) -> dict[str, Any]:
+        """A kubeconfig for this API server with the given client certificate (the admin's by default)."""
+        pair = pair or KeyPair(self.pki / "admin.crt", self.pki / "admin.key")
+
+        def b64(path: Path) -> str:
+            return base64.b64encode(path.read_bytes()).decode()
+
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "kube-node-local",
+                    "cluster": {"server": self.server, "certificate-authority-data": b64(self.pki / "serving-ca.crt")},
+                }
+            ],
+            "users": [
+                {"name": user, "user": {"client-certificate-data": b64(pair.cert), "client-key-data": b64(pair.key)}}
+            ],
+            "contexts": [{"name": "kube-node-local", "context": {"cluster": "kube-node-local", "user": user}}],
+            "current-context": "kube-node-local",
+        }
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A TLS context that trusts this API server and presents the admin certificate."""
+        context = ssl.create_default_context(cafile=str(self.pki / "serving-ca.crt"))
+        context.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
+        return context
+
+    def get(self, path: str, accept: str = "application/json", timeout: float = 5.0) -> bytes:
+        """GET ``path`` from the API server as the admin, returning the raw body."""
+        request = urllib.request.Request(self.server + path, headers={"Accept": accept})
+        with urllib.request.urlopen(request, context=self.ssl_context(), timeout=timeout) as response:
+            body: bytes = response.read()
+            return body
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _write_pki(self) -> None:
+        serving_ca = CertificateAuthority("kube-node-local-serving-ca")
+        serving_ca.write(self.pki / "serving-ca.crt")
+        serving_ca.issue(
+            self.pki,
+            "apiserver",
+            common_name="kube-apiserver",
+            server=True,
+            dns_names=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+            ip_addresses=("127.0.0.1", "10.0.0.1"),
+        )
+        client_ca = CertificateAuthority("kube-node-local-client-ca")
+        client_ca.write(self.pki / "client-ca.crt")
+        client_ca.issue(self.pki, "admin", common_name=ADMIN_USER, organizations=("system:masters",), client=True)
+        client_ca.issue(self.pki, "scheduler", common_name="system:kube-scheduler", client=True)
+        client_ca.issue(self.pki, "controller-manager", common_name="system:kube-controller-manager", client=True)
+        self._client_ca = client_ca
+        write_service_account_keys(self.pki)
+
+    def issue_client_certificate(self, user: str, groups: tuple[str, ...] = ()) -> KeyPair:
+        """Issue a client certificate for ``user`` in ``groups`` from this control plane's client CA."""
+        stem = "user-" + "".join(c if c.isalnum() else "-" for c in user)
+        return self._client_ca.issue(self.pki, stem, common_name=user, organizations=groups, client=True)
+
+    def _start_etcd(self) -> None:
+        client_port, peer_port = free_port(), free_port()
+        client_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
+        self._etcd_url = client_url
+        self._etcd = Process(
+            "etcd",
+            [
+                str(self.binaries.etcd),
+                "--name=kube-node-local",
+                f"--data-dir={self.workdir / 'etcd'}",
+                f"--listen-client-urls={client_url}",
+                f"--advertise-client-urls={client_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=kube-node-local={peer_url}",
+                "--unsafe-no-fsync=true",
+                "--log-level=warn",
+                "--quota-backend-bytes=4294967296",
+            ],
+            self.logdir,
+            tied=self._tied,
+        )
+
+        def etcd_healthy() -> bool:
+            try:
+                with urllib.request.urlopen(f"{client_url}/health", timeout=1) as response:
+                    return bool(json.loads(response.read()).get("health") == "true")
+            except (OSError, ValueError):
+                return False
+
+        wait_until("etcd to become healthy", etcd_healthy, 30, [self._etcd])
+
+    def _start_apiserver(self) -> None:
+        assert self._etcd is not None
+        self.port = free_port()
+        pki = self.pki
+        self._apiserver = Process(
+            "kube-apiserver",
+            [
+                str(self.binaries.kube_apiserver),
+                f"--etcd-servers={self._etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.port}",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                f"--tls-cert-file={pki / 'apiserver.crt'}",
+                f"--tls-private-key-file={pki / 'apiserver.key'}",
+                f"--client-ca-file={pki / 'client-ca.crt'}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                "--authorization-mode=Node,RBAC",
+                "--allow-privileged=true",
+                "--endpoint-reconciler-type=none",
+                "--max-requests-inflight=2000",
+                "--max-mutating-requests-inflight=1000",
+                "--v=1",
+            ],
+            self.logdir,
+            tied=self._tied,
+        )
+        self.kubeconfig.write_text(yaml.safe_dump(self.kubeconfig_dict()))
+        self.kubeconfig.chmod(0o600)
+        wait_until("kube-apiserver to become ready", self._apiserver_ready, 60, [self._etcd, self._apiserver])
+
+    def _apiserver_ready(self) -> bool:
+        try:
+            return self.get("/readyz", accept="text/plain", timeout=2) == b"ok"
+        except (OSError, urllib.error.URLError, ssl.SSLError):
+            return False
+
+    def _component_kubeconfig(self, component: str) -> Path:
+        path = self.workdir / f"{component}.kubeconfig"
+        pair = KeyPair(self.pki / f"{component}.crt", self.pki / f"{component}.key")
+        path.write_text(yaml.safe_dump(self.kubeconfig_dict(user=f"system:kube-{component}", pair=pair)))
+        path.chmod(0o600)
+        return path
+
+    def _wait_healthy(self, process: Process, port: int) -> None:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the component's self-signed serving certificate
+
+        def healthy() -> bool:
+            try:
+                with urllib.request.urlopen(
+                    f"https://127.0.0.1:{port}/healthz", context=context, timeout=1
+                ) as response:
+                    return bool(response.read() == b"ok")
+            except (OSError, urllib.error.URLError, ssl.SSLError):
+                return False
+
+        watched = [p for p in self.processes if p is not process] + [process]
+        wait_until(f"{process.name} to become healthy", healthy, 60, watched)
+
+
+__all__ = ["ADMIN_USER", "ControlPlane", "ControlPlaneError"]

@@ -1,0 +1,45 @@
+"""The names that make up kube-node's public API: group, kinds, labels, annotations, finalizer, taint."""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "kube-node.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+NODECLASS_KIND: Final = "NodeClass"
+NODECLASS_PLURAL: Final = "nodeclasses"
+NODESET_KIND: Final = "NodeSet"
+NODESET_PLURAL: Final = "nodesets"
+
+#: Every Node kube-node manages carries this label, naming its NodeClass.
+LABEL_NODECLASS: Final = f"{GROUP}/nodeclass"
+#: NodeSet members also carry this label, naming their NodeSet; the NodeSet's selector is built on it.
+LABEL_NODESET: Final = f"{GROUP}/nodeset"
+#: Guarantees that deleting a Node destroys its machine first.
+FINALIZER_MACHINE: Final = f"{GROUP}/machine"
+#: Kept on a Node until its kubelet reports Ready. The cluster-autoscaler treats every key under
+#: ``startup-taint.cluster-autoscaler.kubernetes.io/`` as transient (see design/ARCHITECTURE.md).
+TAINT_STARTUP: Final = "startup-taint.cluster-autoscaler.kubernetes.io/kube-node"
+#: Set by the autoscaler provider (or a person) to ask the NodeSetController to remove this Node first.
+ANNOTATION_DELETE_REQUESTED: Final = f"{GROUP}/delete-requested"
+#: The provider's own id of the machine behind a Node.
+ANNOTATION_MACHINE_ID: Final = f"{GROUP}/machine-id"
+#: The machine's phase as kube-node last saw it (Pending, Creating, Running, Failed, Deleting).
+ANNOTATION_MACHINE_PHASE: Final = f"{GROUP}/machine-phase"
+#: The last error creating or destroying the machine, if any.
+ANNOTATION_MACHINE_ERROR: Final = f"{GROUP}/machine-error"
+
+#: The scheme of the providerIDs kube-node gives its Nodes: ``kube-node://<class>/<node>``.
+PROVIDER_ID_SCHEME: Final = "kube-node://"
+
+
+def provider_id(nodeclass: str, node: str) -> str:
+    """Return the providerID kube-node gives a Node, computable before any machine exists."""
+    return f"{PROVIDER_ID_SCHEME}{nodeclass}/{node}"
+
+
+def nodeset_selector(nodeset: str) -> str:
+    """Return the label selector of a NodeSet's Nodes, as its status and the scale subresource report it."""
+    return f"{LABEL_NODESET}={nodeset}"

@@ -1,0 +1,326 @@
+"""A thin JSON client for the Kubernetes API.
+
+Configuration (kubeconfig or in-cluster credentials) comes from the official ``kubernetes`` client; requests
+go straight through its urllib3 pool and return plain JSON dicts. The official client's typed models cost
+about three times the decode time and half again the memory of plain dicts (see design/FACTS.md), and
+kube-node's caches keep slim records of their own, so nothing here builds a model object.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.client import rest as k8s_rest
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+class ApiError(Exception):
+    """The API server answered with an error status. ``status`` is the HTTP code, ``reason`` the
+    Kubernetes reason (NotFound, Conflict, Invalid, Expired, ...), ``message`` the server's own words."""
+
+    def __init__(self, status: int, reason: str, message: str, body: JSON | None = None) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+        self.body = body or {}
+
+    @property
+    def not_found(self) -> bool:
+        """The object does not exist."""
+        return self.status == 404
+
+    @property
+    def conflict(self) -> bool:
+        """Optimistic concurrency failed (stale resourceVersion) or the object already exists."""
+        return self.status == 409
+
+    @property
+    def already_exists(self) -> bool:
+        """A create found the name taken."""
+        return self.status == 409 and self.reason == "AlreadyExists"
+
+    @property
+    def gone(self) -> bool:
+        """A watch or list asked for a resourceVersion that etcd has compacted away."""
+        return self.status == 410
+
+    @property
+    def invalid(self) -> bool:
+        """The object was rejected by validation (schema, CEL rules, field immutability)."""
+        return self.status == 422
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where a kind of object lives in the API: group/version, plural, and whether it is namespaced."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool = False
+
+    def path(self, name: str | None = None, namespace: str | None = None, subresource: str | None = None) -> str:
+        """The URL path of the collection, or of one object, or of one object's subresource."""
+        base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        base += f"/{self.plural}"
+        if name is not None:
+            base += f"/{urllib.parse.quote(name, safe='')}"
+        if subresource:
+            base += f"/{subresource}"
+        return base
+
+
+NODES = Resource("", "v1", "nodes")
+PODS = Resource("", "v1", "pods", namespaced=True)
+EVENTS = Resource("events.k8s.io", "v1", "events", namespaced=True)
+NAMESPACES = Resource("", "v1", "namespaces")
+SECRETS = Resource("", "v1", "secrets", namespaced=True)
+LEASES = Resource("coordination.k8s.io", "v1", "leases", namespaced=True)
+CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+
+_MAX_THROTTLE_RETRIES = 10
+
+
+class KubeClient:
+    """JSON requests to one API server, safe to share between threads."""
+
+    def __init__(self, configuration: k8s_client.Configuration, user_agent: str = "kube-node") -> None:
+        self.configuration = configuration
+        self.host = configuration.host.rstrip("/")
+        self._rest = k8s_rest.RESTClientObject(configuration)
+        self._pool = self._rest.pool_manager
+        self._user_agent = user_agent
+        self._auth_lock = threading.Lock()
+
+    @classmethod
+    def from_kubeconfig(cls, path: str | Path | None = None, context: str | None = None) -> KubeClient:
+        """A client for the kubeconfig at ``path`` (or $KUBECONFIG, or ~/.kube/config)."""
+        configuration = k8s_client.Configuration()
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(path) if path else None,
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+        return cls(configuration)
+
+    @classmethod
+    def in_cluster(cls) -> KubeClient:
+        """A client with the pod's service-account credentials."""
+        configuration = k8s_client.Configuration()
+        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        return cls(configuration)
+
+    @classmethod
+    def load(cls, kubeconfig: str | Path | None = None, context: str | None = None) -> KubeClient:
+        """A client from ``kubeconfig`` if given, in-cluster credentials inside a pod, else the default
+        kubeconfig."""
+        if kubeconfig is None:
+            try:
+                return cls.in_cluster()
+            except k8s_config.ConfigException:
+                pass
+        return cls.from_kubeconfig(kubeconfig, context)
+
+    # -- requests ----------------------------------------------------------------------------------------
+
+    def _headers(self, content_type: str | None, accept: str) -> dict[str, str]:
+        headers = {"Accept": accept, "User-Agent": self._user_agent}
+        if content_type:
+            headers["Content-Type"] = content_type
+        with self._auth_lock:
+            token = self.configuration.get_api_key_with_prefix("authorization")
+        if token:
+            headers["Authorization"] = token
+        return headers
+
+    def raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        accept: str = "application/json",
+        timeout: float | tuple[float, float] = 30.0,
+        stream: bool = False,
+    ) -> urllib3.BaseHTTPResponse:
+        """Send a request and return the urllib3 response (streamed if asked); raises ApiError on >= 400."""
+        url = self.host + path
+        if params:
+            url += "?" + urllib.parse.urlencode({k: _param(v) for k, v in params.items() if v is not None})
+        data: bytes | None = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            content_type = content_type or "application/json"
+        if isinstance(timeout, tuple):
+            timeouts = urllib3.Timeout(connect=timeout[0], read=timeout[1])
+        else:
+            timeouts = urllib3.Timeout(connect=min(timeout, 10.0), read=timeout)
+        for attempt in range(_MAX_THROTTLE_RETRIES + 1):
+            response = self._pool.request(
+                method,
+                url,
+                body=data,
+                headers=self._headers(content_type, accept),
+                timeout=timeouts,
+                preload_content=not stream,
+                retries=False,
+            )
+            # Like client-go: a 429 with Retry-After (priority and fairness, or storage still initializing,
+            # as right after a CRD is established) is retried after the delay the server asks for.
+            retry_after = response.headers.get("Retry-After")
+            if response.status != 429 or retry_after is None or attempt == _MAX_THROTTLE_RETRIES:
+                break
+            response.drain_conn()
+            response.release_conn()
+            time.sleep(min(max(float(retry_after) if retry_after.isdigit() else 1.0, 0.05), 10.0))
+        if response.status >= 400:
+            payload = response.data if not stream else response.read()
+            response.release_conn()
+            raise _api_error(response.status, payload)
+        return response
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float = 30.0,
+    ) -> JSON:
+        """Send a request and return the decoded JSON body."""
+        response = self.raw(method, path, params=params, body=body, content_type=content_type, timeout=timeout)
+        if not response.data:
+            return {}
+        result: JSON = json.loads(response.data)
+        return result
+
+    # -- verbs -------------------------------------------------------------------------------------------
+
+    def get(self, resource: Resource, name: str, namespace: str | None = None, subresource: str | None = None) -> JSON:
+        """GET one object."""
+        return self.request("GET", resource.path(name, namespace, subresource))
+
+    def list(self, resource: Resource, namespace: str | None = None, **params: Any) -> JSON:
+        """LIST a collection; ``params`` are query parameters (labelSelector, limit, resourceVersion...)."""
+        return self.request("GET", resource.path(None, namespace), params=params)
+
+    def create(self, resource: Resource, body: JSON, namespace: str | None = None, **params: Any) -> JSON:
+        """POST a new object."""
+        return self.request("POST", resource.path(None, namespace), body=body, params=params)
+
+    def replace(
+        self, resource: Resource, name: str, body: JSON, namespace: str | None = None, subresource: str | None = None
+    ) -> JSON:
+        """PUT an object; fails with a Conflict if its resourceVersion is stale."""
+        return self.request("PUT", resource.path(name, namespace, subresource), body=body)
+
+    def patch(
+        self,
+        resource: Resource,
+        name: str,
+        body: Any,
+        namespace: str | None = None,
+        *,
+        subresource: str | None = None,
+        content_type: str = MERGE_PATCH,
+        **params: Any,
+    ) -> JSON:
+        """PATCH an object (JSON merge patch unless ``content_type`` says otherwise)."""
+        return self.request(
+            "PATCH", resource.path(name, namespace, subresource), body=body, content_type=content_type, params=params
+        )
+
+    def delete(self, resource: Resource, name: str, namespace: str | None = None, **options: Any) -> JSON:
+        """DELETE an object; ``options`` go into the DeleteOptions body (preconditions, propagationPolicy)."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", **options} if options else None
+        return self.request("DELETE", resource.path(name, namespace), body=body)
+
+    def watch(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        resource_version: str | None,
+        timeout_seconds: int = 300,
+        read_timeout: float = 60.0,
+        **params: Any,
+    ) -> Iterator[JSON]:
+        """Yield watch events ({"type", "object"}) until the server ends the watch.
+
+        Bookmarks are asked for; ``read_timeout`` bounds the silence between events so a dead connection
+        is noticed (the server sends a bookmark about every minute, so pick more than that). An ERROR event
+        with code 410 is raised as ApiError(410) so callers re-list.
+        """
+        query = {
+            "watch": "true",
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": timeout_seconds,
+            "resourceVersion": resource_version,
+            **params,
+        }
+        response = self.raw(
+            "GET", resource.path(None, namespace), params=query, stream=True, timeout=(10.0, read_timeout)
+        )
+        try:
+            buffer = b""
+            for chunk in response.stream(65536, decode_content=True):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    event: JSON = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object", {})
+                        raise ApiError(
+                            int(status.get("code", 500)),
+                            str(status.get("reason", "")),
+                            str(status.get("message", "")),
+                            status,
+                        )
+                    yield event
+        finally:
+            response.release_conn()
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _api_error(status: int, payload: bytes) -> ApiError:
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        return ApiError(status, "", payload.decode(errors="replace")[:2000])
+    if not isinstance(body, dict):
+        return ApiError(status, "", str(body))
+    return ApiError(status, str(body.get("reason", "")), str(body.get("message", "")), body)

@@ -1,0 +1,310 @@
+"""The NodeClass and NodeSet CRDs on a real kube-apiserver: they install, validate, scale and document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kube_node._samples import SAMPLE_FILES, apply_samples, sample_manifests
+from nodeset_controller.api import (
+    AutoscalingSettings,
+    ClusterAutoscalerOptions,
+    ExtraArgument,
+    NodeClass,
+    NodeClassSpec,
+    NodeSet,
+    NodeSetSpec,
+    NodeTemplate,
+    NodeTemplateMetadata,
+    NodeTemplateSpec,
+    ObjectMeta,
+    SecretReference,
+    Taint,
+    crd_manifests,
+)
+from nodeset_controller.kube import CRDS, NODECLASSES, NODESETS, ApiError, KubeClient, install_crds
+from tests.conftest import REPO, Kubectl
+
+pytestmark = pytest.mark.controlplane
+
+
+def nodeclass(**spec: Any) -> dict[str, Any]:
+    body = {"provider": "simulator", "capacity": {"cpu": "4", "memory": "16Gi"}, **spec}
+    return {"apiVersion": "kube-node.io/v1alpha1", "kind": "NodeClass", "metadata": {"name": "bad"}, "spec": body}
+
+
+def nodeset(**spec: Any) -> dict[str, Any]:
+    body = {"nodeClassName": "small", **spec}
+    return {"apiVersion": "kube-node.io/v1alpha1", "kind": "NodeSet", "metadata": {"name": "bad"}, "spec": body}
+
+
+def test_crds_are_established_and_reinstalling_them_is_harmless(kube: KubeClient) -> None:
+    names = install_crds(kube)
+    assert names == ["nodeclasses.kube-node.io", "nodesets.kube-node.io"]
+    for name in names:
+        crd = kube.get(CRDS, name)
+        established = [c for c in crd["status"]["conditions"] if c["type"] == "Established"]
+        assert established and established[0]["status"] == "True"
+        assert crd["spec"]["scope"] == "Cluster"
+    assert kube.get(CRDS, "nodesets.kube-node.io")["spec"]["names"]["shortNames"] == ["nset"]
+    assert kube.get(CRDS, "nodeclasses.kube-node.io")["spec"]["names"]["shortNames"] == ["nc"]
+
+
+def test_samples_apply_with_kubectl(kubectl: Kubectl, kube: KubeClient) -> None:
+    for name in SAMPLE_FILES:
+        kubectl.run("apply", "-f", str(REPO / "kube_node" / "samples" / name))
+    assert kube.get(NODESETS, "demo")["spec"]["nodeClassName"] == "simulated-4cpu"
+    assert kube.get(NODECLASSES, "simulated-4cpu")["spec"]["provider"] == "simulator"
+
+
+def test_apply_samples_leaves_existing_objects_alone(kube: KubeClient) -> None:
+    assert apply_samples(kube) == ["NodeClass/simulated-4cpu", "NodeSet/demo"]
+    kube.patch(NODESETS, "demo", {"spec": {"replicas": 7}})
+    assert apply_samples(kube) == []
+    assert kube.get(NODESETS, "demo")["spec"]["replicas"] == 7
+    assert [doc["kind"] for doc in sample_manifests()] == ["NodeClass", "NodeSet"]
+
+
+INVALID_OBJECTS = [
+    pytest.param(
+        NODESETS,
+        nodeset(replicas=-1),
+        "spec.replicas in body should be greater than or equal to 0",
+        id="negative-replicas",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(minReplicas=5, maxReplicas=2),
+        "minReplicas must not be greater than maxReplicas",
+        id="min-above-max",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(replicas=9, maxReplicas=3),
+        "replicas must not be greater than maxReplicas",
+        id="replicas-above-max",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(nodeClassName=""),
+        "spec.nodeClassName in body should be at least 1 chars long",
+        id="empty-class-name",
+    ),
+    pytest.param(NODESETS, nodeset(deletePolicy="Largest"), 'Unsupported value: "Largest"', id="bad-delete-policy"),
+    pytest.param(NODESETS, nodeset(autoscaling={"mode": "Both"}), 'Unsupported value: "Both"', id="bad-mode"),
+    pytest.param(
+        NODESETS,
+        nodeset(autoscaling={"options": {"scaleDownUnneededTime": "ten minutes"}}),
+        "scaleDownUnneededTime in body should match",
+        id="bad-duration",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"labels": {"kube-node.io/nodeset": "x"}}}),
+        "labels with the kube-node.io/ prefix are reserved for kube-node",
+        id="reserved-label",
+    ),
+    pytest.param(
+        NODECLASSES,
+        nodeclass(provider=""),
+        "spec.provider in body should be at least 1 chars long",
+        id="empty-provider",
+    ),
+    pytest.param(
+        NODECLASSES,
+        nodeclass(capacity={"cpu": "4 cores", "memory": "16Gi"}),
+        'spec.capacity.cpu: Invalid value: "4 cores"',
+        id="malformed-quantity",
+    ),
+    pytest.param(
+        NODECLASSES,
+        nodeclass(capacity={"memory": "16Gi"}),
+        "spec.capacity.cpu: Required value",
+        id="capacity-without-cpu",
+    ),
+    pytest.param(
+        NODECLASSES,
+        nodeclass(taints=[{"key": "a", "effect": "Sometimes"}]),
+        'spec.taints[0].effect: Unsupported value: "Sometimes"',
+        id="bad-taint-effect",
+    ),
+    pytest.param(
+        NODECLASSES,
+        nodeclass(provider="ec2", size="m5.large", image="ami-1"),
+        "credentialsSecretRef is required for every provider except simulator",
+        id="cloud-without-credentials",
+    ),
+    pytest.param(
+        NODECLASSES,
+        nodeclass(extraCreateArgs=[{"name": "security_groups", "value": ["a"]}]),
+        "spec.extraCreateArgs[0].name in body should match",
+        id="extra-arg-without-ex-prefix",
+    ),
+]
+
+
+@pytest.mark.parametrize(("resource", "body", "message"), INVALID_OBJECTS)
+def test_invalid_objects_are_rejected_by_the_apiserver(
+    kube: KubeClient, resource: Any, body: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ApiError) as caught:
+        kube.create(resource, body)
+    assert caught.value.invalid, caught.value
+    assert message in caught.value.message
+    assert not kube.list(resource)["items"]
+
+
+def test_unknown_fields_are_rejected_with_strict_field_validation(kube: KubeClient, kubectl: Kubectl) -> None:
+    body = nodeset(replicaz=3)
+    with pytest.raises(ApiError) as caught:
+        kube.create(NODESETS, body, fieldValidation="Strict")
+    assert caught.value.status == 400
+    assert 'unknown field "spec.replicaz"' in caught.value.message
+    # kubectl validates strictly by default, so a user's typo is an error, not silently dropped.
+    result = kubectl.run("create", "-f", "-", input=yaml.safe_dump(body), check=False)
+    assert result.returncode != 0
+    assert 'unknown field "spec.replicaz"' in result.stderr
+
+
+def test_nodeclassname_cannot_change(kube: KubeClient) -> None:
+    kube.create(NODESETS, nodeset())
+    with pytest.raises(ApiError) as caught:
+        kube.patch(NODESETS, "bad", {"spec": {"nodeClassName": "other"}})
+    assert caught.value.invalid
+    assert "nodeClassName cannot be changed" in caught.value.message
+
+
+def test_the_server_fills_in_the_documented_defaults(kube: KubeClient) -> None:
+    created = kube.create(NODESETS, nodeset())
+    spec = created["spec"]
+    assert spec["replicas"] == 1
+    assert spec["minReplicas"] == 0
+    assert spec["deletePolicy"] == "Random"
+    assert spec["drain"] == {"timeoutSeconds": 600}
+    assert spec["replacement"] == {"registrationTimeoutSeconds": 900, "maxInFlight": 1}
+    assert spec["autoscaling"] == {"mode": "Manual", "priority": 0}
+
+
+def test_typed_models_round_trip_through_the_apiserver(kube: KubeClient) -> None:
+    nodeclass_model = NodeClass(
+        ObjectMeta(name="gpu", labels={"team": "ml"}, annotations={"note": "x"}),
+        NodeClassSpec(
+            provider="ec2",
+            capacity={"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": 1},
+            credentials_secret_ref=SecretReference("aws", "kube-node-system"),
+            driver_options={"region": "us-east-1", "timeout": 30},
+            size="g4dn.2xlarge",
+            image="ami-1",
+            location="us-east-1a",
+            region="us-east-1",
+            extra_create_args=[
+                ExtraArgument("ex_security_groups", ["a", "b"]),
+                ExtraArgument("ex_metadata", {"k": "v"}),
+            ],
+            user_data="#cloud-config\nhostname: ${NODE_NAME}\n",
+            labels={"gpu": "t4"},
+            taints=[Taint("nvidia.com/gpu", "NoSchedule", "present")],
+            gpu_type="nvidia-tesla-t4",
+            price_per_hour=0.75,
+        ),
+    )
+    nodeset_model = NodeSet(
+        ObjectMeta(name="gpus"),
+        NodeSetSpec(
+            node_class_name="gpu",
+            replicas=2,
+            min_replicas=1,
+            max_replicas=4,
+            delete_policy="Oldest",
+            template=NodeTemplate(
+                NodeTemplateMetadata(labels={"tier": "ml"}, annotations={"a": "b"}),
+                NodeTemplateSpec(taints=[Taint("dedicated", "NoExecute", "ml")]),
+            ),
+            autoscaling=AutoscalingSettings(
+                mode="ClusterAutoscaler",
+                priority=5,
+                options=ClusterAutoscalerOptions(
+                    scale_down_utilization_threshold=0.4,
+                    scale_down_unneeded_time="2m",
+                    ignore_daemon_sets_utilization=True,
+                ),
+            ),
+        ),
+    )
+    for resource, model in ((NODECLASSES, nodeclass_model), (NODESETS, nodeset_model)):
+        kube.create(resource, model.to_dict(), fieldValidation="Strict")
+        read_back = type(model).from_dict(kube.get(resource, model.metadata.name))
+        assert read_back.metadata.uid
+        assert read_back.metadata.generation == 1
+        assert read_back.without_server_fields() == model
+
+
+def test_kubectl_scale_changes_replicas_and_scale_reports_the_selector(kube: KubeClient, kubectl: Kubectl) -> None:
+    kube.create(NODESETS, nodeset(replicas=1, maxReplicas=10) | {"metadata": {"name": "web"}})
+    kubectl.run("scale", "nodeset/web", "--replicas=5")
+    assert kube.get(NODESETS, "web")["spec"]["replicas"] == 5
+    scale = kube.get(NODESETS, "web", subresource="scale")
+    assert scale["spec"]["replicas"] == 5
+    assert "selector" not in scale["status"]
+    # Once the controller has written status, the scale subresource reports its selector.
+    kube.patch(
+        NODESETS, "web", {"status": {"replicas": 2, "selector": "kube-node.io/nodeset=web"}}, subresource="status"
+    )
+    scale = kube.get(NODESETS, "web", subresource="scale")
+    assert scale["status"] == {"replicas": 2, "selector": "kube-node.io/nodeset=web"}
+    # The scale subresource enforces the same schema: no negative replicas, nothing above maxReplicas.
+    for bad, message in ((-1, "greater than or equal to 0"), (11, "replicas must not be greater than maxReplicas")):
+        with pytest.raises(ApiError) as caught:
+            kube.patch(NODESETS, "web", {"spec": {"replicas": bad}}, subresource="scale")
+        assert message in caught.value.message
+    assert kube.get(NODESETS, "web")["spec"]["replicas"] == 5
+
+
+def test_kubectl_get_nodesets_shows_the_printer_columns(kube: KubeClient, kubectl: Kubectl) -> None:
+    kube.create(NODESETS, nodeset(replicas=3) | {"metadata": {"name": "web"}})
+    kube.patch(NODESETS, "web", {"status": {"replicas": 2, "readyReplicas": 1}}, subresource="status")
+    header, row = kubectl.run("get", "nodesets").stdout.splitlines()
+    assert header.split() == ["NAME", "DESIRED", "CURRENT", "READY", "CLASS", "AGE"]
+    assert row.split()[:5] == ["web", "3", "2", "1", "small"]
+    wide_header = kubectl.run("get", "nset", "-o", "wide").stdout.splitlines()[0]
+    assert wide_header.split() == ["NAME", "DESIRED", "CURRENT", "READY", "CLASS", "AUTOSCALING", "MIN", "MAX", "AGE"]
+    kube.create(NODECLASSES, nodeclass() | {"metadata": {"name": "small"}})
+    header, row = kubectl.run("get", "nc").stdout.splitlines()
+    assert header.split() == ["NAME", "PROVIDER", "SIZE", "LOCATION", "CPU", "MEMORY", "AGE"]
+    assert row.split()[:2] == ["small", "simulator"]
+
+
+def test_kubectl_explain_documents_the_fields(kubectl: Kubectl) -> None:
+    replicas = kubectl.run("explain", "nodeset.spec.replicas").stdout
+    assert "The number of Nodes wanted" in replicas
+    assert "kubectl scale" in replicas
+    assert "How machines of this class are made" in kubectl.run("explain", "nodeclass.spec").stdout
+
+
+def _schema_nodes(schema: dict[str, Any], path: str = "") -> list[tuple[str, dict[str, Any]]]:
+    nodes = [(path, schema)]
+    for name, child in schema.get("properties", {}).items():
+        nodes += _schema_nodes(child, f"{path}.{name}")
+    if "items" in schema:
+        nodes += _schema_nodes(schema["items"], f"{path}[]")
+    return nodes
+
+
+def test_every_field_has_a_description() -> None:
+    for crd in crd_manifests():
+        schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        undocumented = [
+            path
+            for path, node in _schema_nodes(schema)
+            if path not in ("", ".metadata") and not node.get("description")
+        ]
+        assert not undocumented, f"{crd['metadata']['name']}: fields without description: {undocumented}"
+
+
+def test_the_chart_ships_the_same_crds_as_the_package() -> None:
+    chart_crds = sorted((REPO / "charts" / "kube-node" / "crds").glob("*.yaml"))
+    assert [p.name for p in chart_crds] == ["nodeclasses.yaml", "nodesets.yaml"]
+    assert [yaml.safe_load(Path(p).read_text()) for p in chart_crds] == crd_manifests()

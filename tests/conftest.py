@@ -1,0 +1,115 @@
+"""Fixtures shared by every test: one real control plane per test session, a clean slate per test.
+
+The control plane (etcd + kube-apiserver, with kube-scheduler and kube-controller-manager started on the
+first test that asks for them) is built from the Go module proxy by hack/build-tools.sh and cached outside
+the repository; only the first run on a machine pays for the build.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kube_node.controlplane import Binaries, ControlPlane, find_binaries
+from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, ApiError, KubeClient, install_crds
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def binaries() -> Binaries:
+    """The pinned control-plane binaries (built once per machine)."""
+    return find_binaries()
+
+
+@pytest.fixture(scope="session")
+def control_plane(binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """etcd + kube-apiserver for the whole session, with kube-node's CRDs installed."""
+    plane = ControlPlane(tmp_path_factory.mktemp("controlplane"), binaries=binaries)
+    plane.start()
+    try:
+        install_crds(KubeClient.from_kubeconfig(plane.kubeconfig))
+        yield plane
+    finally:
+        plane.stop()
+
+
+@pytest.fixture(scope="session")
+def scheduler(control_plane: ControlPlane) -> ControlPlane:
+    """The session's control plane with kube-scheduler running."""
+    control_plane.start_scheduler()
+    return control_plane
+
+
+@pytest.fixture(scope="session")
+def controller_manager(control_plane: ControlPlane) -> ControlPlane:
+    """The session's control plane with kube-controller-manager running."""
+    control_plane.start_controller_manager()
+    return control_plane
+
+
+@pytest.fixture
+def kube(control_plane: ControlPlane) -> Iterator[KubeClient]:
+    """An admin client on a clean cluster: no NodeSets, NodeClasses or Nodes before or after the test."""
+    client = KubeClient.from_kubeconfig(control_plane.kubeconfig)
+    wipe(client)
+    yield client
+    wipe(client)
+
+
+def wipe(client: KubeClient) -> None:
+    """Delete every NodeSet, NodeClass and Node, finalizers and all, and wait until they are gone."""
+    for resource in (NODESETS, NODECLASSES, NODES):
+        for item in client.list(resource)["items"]:
+            name = item["metadata"]["name"]
+            try:
+                if item["metadata"].get("finalizers"):
+                    client.patch(resource, name, {"metadata": {"finalizers": None}})
+                client.delete(resource, name)
+            except ApiError as error:
+                if not error.not_found:
+                    raise
+        eventually(lambda r=resource: not client.list(r)["items"], what=f"{resource.plural} deleted")
+
+
+def eventually(
+    check: Callable[[], Any], *, timeout: float = 30.0, interval: float = 0.1, what: str = "condition"
+) -> Any:
+    """Poll ``check`` until it returns something truthy (returned), or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last value: {result!r}")
+        time.sleep(interval)
+
+
+class Kubectl:
+    """The pinned kubectl, pointed at the session's control plane."""
+
+    def __init__(self, binaries: Binaries, control_plane: ControlPlane) -> None:
+        self.path = binaries.kubectl
+        self.env = {**os.environ, "KUBECONFIG": str(control_plane.kubeconfig)}
+
+    def run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run kubectl; with ``check``, fail the test with kubectl's stderr on a non-zero exit."""
+        result = subprocess.run(
+            [str(self.path), *args], input=input, capture_output=True, text=True, env=self.env, timeout=60, check=False
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+        return result
+
+
+@pytest.fixture
+def kubectl(binaries: Binaries, control_plane: ControlPlane, kube: KubeClient) -> Kubectl:
+    """kubectl against the clean session cluster."""
+    return Kubectl(binaries, control_plane)
