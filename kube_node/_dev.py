@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nodeset_controller.controllers import Manager, ManagerSettings
 from nodeset_controller.kube import KubeClient, install_crds
 
-from ._samples import apply_samples
+from ._samples import SAMPLES_DIR, apply_samples
 from .controlplane import Binaries, ControlPlane, find_binaries, pid_alive
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ def usage(state: DevState, state_dir: Path) -> str:
             "Use it from your shell (kubectl and helm here are the pinned versions that match the server):",
             f"  source {env_file}",
             "  kubectl get nodeclasses,nodesets",
+            f"  kubectl create -f {SAMPLES_DIR / 'node-sample.yaml'}   # one Node, one simulated machine",
+            "  kubectl get nodes -w",
             "  kubectl scale nodeset demo --replicas=5",
             "  kubectl explain nodeset.spec",
             "",
@@ -147,6 +150,7 @@ def serve(state_dir: Path) -> int:
         signal.signal(signum, lambda *_: stop.set())
     binaries = find_binaries(build=False)
     control_plane = ControlPlane(state_dir / "controlplane", binaries=binaries)
+    manager: Manager | None = None
     try:
         control_plane.start()
         control_plane.start_scheduler()
@@ -155,6 +159,8 @@ def serve(state_dir: Path) -> int:
         install_crds(client)
         created = apply_samples(client)
         log.info("applied samples: %s", ", ".join(created) or "(all existed)")
+        manager = Manager(client, ManagerSettings(simulator_dir=state_dir / "simulator"))
+        manager.start()
         _write_env_file(state_dir, control_plane, binaries)
         DevState(
             pid=os.getpid(),
@@ -177,6 +183,8 @@ def serve(state_dir: Path) -> int:
         return 0
     finally:
         (state_dir / "state.json").unlink(missing_ok=True)
+        if manager is not None:
+            manager.stop()
         control_plane.stop()
         log.info("dev environment stopped")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -10,6 +11,8 @@ import yaml
 from nodeset_controller.kube import NODECLASSES, NODESETS, ApiError, KubeClient
 
 SAMPLE_FILES = ("nodeclass-simulator.yaml", "nodeset-sample.yaml")
+#: Where the sample manifests are on disk (node-sample.yaml is there for people to create by hand).
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 
 
 def sample_manifests() -> list[dict[str, Any]]:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from nodeset_controller.api import crd_yaml
 
-from . import __version__, _dev
+from . import __version__, _dev, _run
+from ._logging import configure_logging
 
 DESCRIPTION = """\
 kube-node lets a Kubernetes cluster manage its own nodes: NodeClasses describe how machines are made,
@@ -26,9 +27,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kube-node {__version__}")
     parser.add_argument(
         "--log-level",
-        default="INFO",
+        default=_env("LOG_LEVEL", "INFO"),
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log verbosity (default INFO)",
+        help="log verbosity (default INFO; env KUBE_NODE_LOG_LEVEL)",
+    )
+    parser.add_argument(
+        "--log-format",
+        default=_env("LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="text for people, json for log pipelines (default text; env KUBE_NODE_LOG_FORMAT)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -37,6 +44,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the NodeClass and NodeSet CRD manifests (YAML)",
         description="Print the CustomResourceDefinitions of kube-node.io/v1alpha1, e.g. "
         "`kube-node crds | kubectl apply -f -`.",
+    )
+
+    run = commands.add_parser(
+        "run",
+        help="run the controllers against a cluster until SIGTERM",
+        description="Run kube-node's controllers against the cluster of --kubeconfig (or, inside a pod, the "
+        "in-cluster credentials). Every flag can also be set by an environment variable "
+        "KUBE_NODE_<FLAG> (e.g. KUBE_NODE_CLUSTER_NAME).",
+    )
+    run.add_argument(
+        "--kubeconfig",
+        default=_env_optional("KUBECONFIG_PATH"),
+        help="kubeconfig file (default: in-cluster credentials, else $KUBECONFIG or ~/.kube/config)",
+    )
+    run.add_argument("--context", default=_env_optional("CONTEXT"), help="kubeconfig context to use")
+    run.add_argument(
+        "--cluster-name",
+        default=_env("CLUSTER_NAME", "kube-node"),
+        help="tag on every machine this kube-node makes, so it recognises its own (default kube-node)",
+    )
+    run.add_argument(
+        "--simulator-dir",
+        type=Path,
+        default=_env_optional("SIMULATOR_DIR"),
+        help="enable the simulator provider and keep its machines in this directory",
+    )
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("WORKERS", "16")),
+        help="concurrent Node reconciles, and so concurrent cloud calls (default 16)",
+    )
+    run.add_argument(
+        "--orphan-grace-period",
+        type=float,
+        default=float(_env("ORPHAN_GRACE_PERIOD", "600")),
+        help="seconds before a machine with no Node is destroyed (default 600)",
+    )
+    run.add_argument(
+        "--orphan-interval",
+        type=float,
+        default=float(_env("ORPHAN_INTERVAL", "30")),
+        help="seconds between looks for orphan machines (default 30)",
+    )
+    run.add_argument(
+        "--install-crds",
+        action="store_true",
+        default=_env("INSTALL_CRDS", "") == "true",
+        help="create or update the CRDs at start (the Helm chart installs them otherwise)",
     )
 
     dev = commands.add_parser(
@@ -66,9 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``kube-node`` command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format)
+    if args.command == "run":
+        return _run.run(
+            kubeconfig=args.kubeconfig,
+            context=args.context,
+            cluster=args.cluster_name,
+            simulator_dir=args.simulator_dir,
+            workers=args.workers,
+            orphan_grace=args.orphan_grace_period,
+            orphan_interval=args.orphan_interval,
+            install=args.install_crds,
+        )
     if args.command == "crds":
         sys.stdout.write(crd_yaml())
         return 0
@@ -80,3 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dev.down(state_dir)
         return _dev.serve(state_dir)
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _env(name: str, default: str) -> str:
+    """The KUBE_NODE_<NAME> environment variable, or ``default``."""
+    return os.environ.get(f"KUBE_NODE_{name}", default)
+
+
+def _env_optional(name: str) -> str | None:
+    """The KUBE_NODE_<NAME> environment variable, or None."""
+    return os.environ.get(f"KUBE_NODE_{name}")

@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 
 from kube_node.controlplane import Binaries, ControlPlane, find_binaries
+from nodeset_controller.api import LABEL_NODECLASS
+from nodeset_controller.controllers import Manager, ManagerSettings, NodeControllerSettings
 from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, ApiError, KubeClient, install_crds
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,3 +115,39 @@ class Kubectl:
 def kubectl(binaries: Binaries, control_plane: ControlPlane, kube: KubeClient) -> Kubectl:
     """kubectl against the clean session cluster."""
     return Kubectl(binaries, control_plane)
+
+
+@pytest.fixture
+def manager(kube: KubeClient, tmp_path: Path) -> Iterator[Manager]:
+    """kube-node's controllers, in this process, with the simulator keeping its machines under tmp_path."""
+    settings = ManagerSettings(
+        node_controller=NodeControllerSettings(boot_poll=0.2, orphan_grace=600, orphan_interval=600),
+        simulator_dir=tmp_path / "simulator",
+        kubelet_lease_interval=5.0,
+    )
+    running = Manager(kube, settings)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def simulator_nodeclass(name: str = "sim", **driver_options: Any) -> dict[str, Any]:
+    """A simulator NodeClass manifest with 4 CPUs and 16 GiB."""
+    return {
+        "apiVersion": "kube-node.io/v1alpha1",
+        "kind": "NodeClass",
+        "metadata": {"name": name},
+        "spec": {
+            "provider": "simulator",
+            "capacity": {"cpu": "4", "memory": "16Gi", "pods": "110"},
+            "driverOptions": driver_options,
+            "userData": "#cloud-config\n# join as ${NODE_NAME}\n",
+        },
+    }
+
+
+def managed_node(name: str, nodeclass: str = "sim") -> dict[str, Any]:
+    """A Node manifest that names a NodeClass."""
+    return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {LABEL_NODECLASS: nodeclass}}}

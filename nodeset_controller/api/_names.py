@@ -30,6 +30,8 @@ ANNOTATION_MACHINE_ID: Final = f"{GROUP}/machine-id"
 ANNOTATION_MACHINE_PHASE: Final = f"{GROUP}/machine-phase"
 #: The last error creating or destroying the machine, if any.
 ANNOTATION_MACHINE_ERROR: Final = f"{GROUP}/machine-error"
+#: How that error should be treated: OutOfResources (quota, stockout), InvalidConfiguration, Transient, Other.
+ANNOTATION_MACHINE_ERROR_CLASS: Final = f"{GROUP}/machine-error-class"
 
 #: The scheme of the providerIDs kube-node gives its Nodes: ``kube-node://<class>/<node>``.
 PROVIDER_ID_SCHEME: Final = "kube-node://"

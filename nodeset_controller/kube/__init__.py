@@ -17,8 +17,12 @@ from ._client import (
     KubeClient,
     Resource,
 )
+from ._events import EventRecorder, EventType, ObjectReference
+from ._informer import Informer, object_key, wait_for_sync
 from ._install import install_crds
+from ._records import NodeRecord, Taint, nodeclass_from_json, nodeset_from_json, parse_time
 from ._resources import NODECLASSES, NODESETS
+from ._workqueue import Reconcile, Result, WorkQueue, run_workers
 
 __all__ = [
     "APPLY_PATCH",
@@ -36,7 +40,22 @@ __all__ = [
     "SECRETS",
     "STRATEGIC_MERGE_PATCH",
     "ApiError",
+    "EventRecorder",
+    "EventType",
+    "Informer",
     "KubeClient",
+    "NodeRecord",
+    "ObjectReference",
+    "Reconcile",
     "Resource",
+    "Result",
+    "Taint",
+    "WorkQueue",
     "install_crds",
+    "nodeclass_from_json",
+    "nodeset_from_json",
+    "object_key",
+    "parse_time",
+    "run_workers",
+    "wait_for_sync",
 ]

@@ -1,0 +1,46 @@
+"""``kube-node run``: the controllers against any cluster, until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from nodeset_controller.controllers import Manager, ManagerSettings, NodeControllerSettings
+from nodeset_controller.kube import KubeClient, install_crds
+
+log = logging.getLogger(__name__)
+
+
+def run(
+    *,
+    kubeconfig: str | None,
+    context: str | None,
+    cluster: str,
+    simulator_dir: Path | None,
+    workers: int,
+    orphan_grace: float,
+    orphan_interval: float,
+    install: bool,
+) -> int:
+    """Run kube-node until SIGTERM or SIGINT; returns the exit code."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    client = KubeClient.load(kubeconfig, context)
+    if install:
+        install_crds(client)
+    settings = ManagerSettings(
+        node_controller=NodeControllerSettings(
+            cluster=cluster, workers=workers, orphan_grace=orphan_grace, orphan_interval=orphan_interval
+        ),
+        simulator_dir=simulator_dir,
+    )
+    manager = Manager(client, settings)
+    manager.start()
+    log.info("kube-node is running against %s (cluster %s)", client.host, cluster)
+    stop.wait()
+    log.info("shutting down")
+    manager.stop()
+    return 0

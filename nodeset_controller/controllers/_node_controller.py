@@ -1,0 +1,439 @@
+"""The NodeController: a Node that names a NodeClass gets a machine, and loses it before the Node goes.
+
+For each Node labelled ``kube-node.io/nodeclass``, level-triggered:
+
+1. first sight: add the ``kube-node.io/machine`` finalizer, the startup taint (unless the Node is already
+   Ready) and the providerID ``kube-node://<class>/<node>`` if it has none, in one write;
+2. no machine recorded: create it through the NodeClass's provider. The machine's name comes from the Node's
+   name and uid and ``create`` is idempotent by name, so a crash between creating and recording can never
+   make a second machine. Record its id and phase on the Node (annotations) and as an Event;
+3. machine recorded: follow its state until it runs and the kubelet reports Ready, then remove the startup
+   taint;
+4. Node being deleted: destroy the machine, then remove the finalizer.
+
+Failures are recorded on the Node (``kube-node.io/machine-error``, phase) and as Events, and retried with
+exponential backoff. Every write carries the resourceVersion it was computed from, so a concurrent writer
+makes it fail with a Conflict (and the Node is reconciled again) instead of being overwritten.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..api import (
+    ANNOTATION_MACHINE_ERROR,
+    ANNOTATION_MACHINE_ERROR_CLASS,
+    ANNOTATION_MACHINE_ID,
+    ANNOTATION_MACHINE_PHASE,
+    FINALIZER_MACHINE,
+    LABEL_NODECLASS,
+    TAINT_STARTUP,
+    NodeClass,
+    provider_id,
+)
+from ..kube import (
+    NODES,
+    ApiError,
+    EventRecorder,
+    EventType,
+    Informer,
+    KubeClient,
+    NodeRecord,
+    ObjectReference,
+    Result,
+    WorkQueue,
+    run_workers,
+)
+from ..providers import (
+    ErrorClass,
+    Machine,
+    MachineSpec,
+    MachineState,
+    ProviderError,
+    ProviderRegistry,
+    UserDataError,
+    machine_name,
+    render_user_data,
+)
+
+log = logging.getLogger(__name__)
+
+#: Set to "kill" to SIGKILL this process right after a machine create returns, before it is recorded
+#: (the crash-safety test uses it; nothing else should).
+FAILPOINT_ENV = "KUBE_NODE_FAILPOINT_AFTER_MACHINE_CREATE"
+
+
+class Phase:
+    """Values of the ``kube-node.io/machine-phase`` annotation."""
+
+    PENDING = "Pending"  #: no machine yet (waiting for the NodeClass, or retrying a failed create)
+    CREATING = "Creating"  #: the machine exists and is booting
+    RUNNING = "Running"  #: the machine runs
+    FAILED = "Failed"  #: the machine failed or vanished; it will not come back by itself
+    DELETING = "Deleting"  #: the Node is being deleted and its machine destroyed
+
+
+@dataclass(frozen=True)
+class NodeControllerSettings:
+    """Tunables of the NodeController."""
+
+    cluster: str = "kube-node"
+    workers: int = 16
+    boot_poll: float = 1.0  #: how often a booting machine's state is polled (seconds)
+    resync: float = 300.0  #: how often a settled Node is checked again
+    orphan_grace: float = 600.0  #: a machine with no Node is destroyed once it is this old
+    orphan_interval: float = 30.0  #: how often orphans are looked for
+
+
+class NodeController:
+    """Provisions and destroys the machines behind managed Nodes."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        nodes: Informer[NodeRecord],
+        nodeclasses: Informer[NodeClass],
+        providers: ProviderRegistry,
+        recorder: EventRecorder,
+        *,
+        settings: NodeControllerSettings | None = None,
+    ) -> None:
+        self._client = client
+        self._nodes = nodes
+        self._nodeclasses = nodeclasses
+        self._providers = providers
+        self._recorder = recorder
+        self.settings = settings or NodeControllerSettings()
+        self.queue = WorkQueue("node-controller")
+        nodes.add_handler(self._on_node)
+        nodeclasses.add_handler(self._on_nodeclass)
+        self.orphans_destroyed = 0
+
+    # -- wiring ------------------------------------------------------------------------------------------
+
+    def _on_node(self, old: NodeRecord | None, new: NodeRecord | None) -> None:
+        node = new or old
+        if node is not None:
+            self.queue.add(node.name)
+
+    def _on_nodeclass(self, old: NodeClass | None, new: NodeClass | None) -> None:
+        nodeclass = new or old
+        if nodeclass is None:
+            return
+        for node in self._nodes.by_index("nodeclass", nodeclass.metadata.name):
+            self.queue.add(node.name)
+
+    def start(self, stop: threading.Event) -> list[threading.Thread]:
+        """Start the workers and the orphan collector; they run until ``stop`` is set."""
+        threads = run_workers(self.queue, self.reconcile, self.settings.workers, stop)
+        collector = threading.Thread(target=self._collect_orphans_forever, args=(stop,), name="orphans", daemon=True)
+        collector.start()
+
+        def shutdown_on_stop() -> None:
+            stop.wait()
+            self.queue.shutdown()
+
+        stop_watcher = threading.Thread(target=shutdown_on_stop, name="node-controller-stop", daemon=True)
+        stop_watcher.start()
+        return [*threads, collector]
+
+    # -- reconcile ---------------------------------------------------------------------------------------
+
+    def reconcile(self, name: str) -> Result | None:
+        """Bring one Node's machine in line with the Node."""
+        node = self._nodes.get(name)
+        if node is None or LABEL_NODECLASS not in node.labels:
+            return None
+        if node.deleting:
+            return self._finalize(node) if FINALIZER_MACHINE in node.finalizers else None
+        if FINALIZER_MACHINE not in node.finalizers or not node.provider_id:
+            self._initialize(node)
+            return None  # the write brings the Node back through the watch
+        nodeclass = self._nodeclasses.get(node.labels[LABEL_NODECLASS])
+        if nodeclass is None:
+            self._record_problem(
+                node, "NodeClassNotFound", f"NodeClass {node.labels[LABEL_NODECLASS]} does not exist; no machine"
+            )
+            return None  # the NodeClass's appearance brings the Node back
+        if ANNOTATION_MACHINE_ID not in node.annotations:
+            return self._create_machine(node, nodeclass)
+        return self._follow_machine(node, nodeclass)
+
+    def _initialize(self, node: NodeRecord) -> None:
+        patch: dict[str, Any] = {
+            "metadata": {"resourceVersion": node.resource_version, "finalizers": [*node.finalizers, FINALIZER_MACHINE]}
+        }
+        if FINALIZER_MACHINE in node.finalizers:
+            del patch["metadata"]["finalizers"]
+        spec: dict[str, Any] = {}
+        if not node.provider_id:
+            spec["providerID"] = provider_id(node.labels[LABEL_NODECLASS], node.name)
+        if FINALIZER_MACHINE not in node.finalizers and node.ready is not True and not node.has_taint(TAINT_STARTUP):
+            # Only on first sight: a pre-created Node must not attract pods before its kubelet is up.
+            spec["taints"] = [
+                *(
+                    {"key": t.key, "value": t.value, "effect": t.effect}
+                    if t.value
+                    else {"key": t.key, "effect": t.effect}
+                    for t in node.taints
+                ),
+                {"key": TAINT_STARTUP, "effect": "NoSchedule"},
+            ]
+        if spec:
+            patch["spec"] = spec
+        if FINALIZER_MACHINE not in node.finalizers:
+            patch["metadata"]["annotations"] = {ANNOTATION_MACHINE_PHASE: Phase.PENDING}
+        self._patch(node, patch)
+
+    def _create_machine(self, node: NodeRecord, nodeclass: NodeClass) -> Result | None:
+        try:
+            spec = self._machine_spec(node, nodeclass)
+            provider = self._providers.provider_for(nodeclass)
+            machine = provider.create(spec)
+        except UserDataError as error:
+            self._record_problem(node, "InvalidUserData", f"NodeClass {nodeclass.metadata.name}: {error}")
+            return None  # fixing the NodeClass brings the Node back
+        except ProviderError as error:
+            self._record_problem(
+                node,
+                "MachineCreateFailed",
+                f"creating machine {machine_name(node.name, node.uid)}: {error} [{error.code}]",
+                error_class=error.error_class,
+            )
+            return Result(backoff=True) if error.retryable else None
+        if os.environ.get(FAILPOINT_ENV) == "kill":
+            log.warning("failpoint %s: killing this process before recording machine %s", FAILPOINT_ENV, machine.name)
+            os.kill(os.getpid(), signal.SIGKILL)
+        phase = _phase_of(machine)
+        self._patch(
+            node,
+            {
+                "metadata": {
+                    "resourceVersion": node.resource_version,
+                    "annotations": {
+                        ANNOTATION_MACHINE_ID: machine.id,
+                        ANNOTATION_MACHINE_PHASE: phase,
+                        ANNOTATION_MACHINE_ERROR: None,
+                        ANNOTATION_MACHINE_ERROR_CLASS: None,
+                    },
+                }
+            },
+        )
+        self._event(
+            node,
+            "Normal",
+            "MachineCreated",
+            f"created machine {machine.name} ({machine.id}) from NodeClass {nodeclass.metadata.name}",
+        )
+        return Result(requeue_after=self.settings.boot_poll)
+
+    def _follow_machine(self, node: NodeRecord, nodeclass: NodeClass) -> Result | None:
+        name = machine_name(node.name, node.uid)
+        try:
+            machine = self._providers.provider_for(nodeclass).get(name)
+        except ProviderError as error:
+            self._record_problem(
+                node, "MachineUnknown", f"reading machine {name}: {error} [{error.code}]", error_class=error.error_class
+            )
+            return Result(backoff=True)
+        error_text: str | None
+        if machine is None:
+            phase, error_text = Phase.FAILED, f"machine {name} no longer exists at the provider"
+        else:
+            phase, error_text = _phase_of(machine), machine.error
+        annotations: dict[str, str | None] = {}
+        if node.annotations.get(ANNOTATION_MACHINE_PHASE) != phase:
+            annotations[ANNOTATION_MACHINE_PHASE] = phase
+            if phase == Phase.FAILED:
+                self._event(node, "Warning", "MachineFailed", error_text or f"machine {name} failed")
+            elif phase == Phase.RUNNING:
+                self._event(node, "Normal", "MachineRunning", f"machine {name} is running")
+        if phase == Phase.FAILED and node.annotations.get(ANNOTATION_MACHINE_ERROR) != error_text:
+            annotations[ANNOTATION_MACHINE_ERROR] = error_text
+            annotations[ANNOTATION_MACHINE_ERROR_CLASS] = str(ErrorClass.OTHER)
+        patch: dict[str, Any] = {"metadata": {"resourceVersion": node.resource_version}}
+        if annotations:
+            patch["metadata"]["annotations"] = annotations
+        if node.ready is True and node.has_taint(TAINT_STARTUP):
+            patch["spec"] = {
+                "taints": [
+                    {"key": t.key, "value": t.value, "effect": t.effect}
+                    if t.value
+                    else {"key": t.key, "effect": t.effect}
+                    for t in node.taints
+                    if t.key != TAINT_STARTUP
+                ]
+                or None
+            }
+            self._event(node, "Normal", "NodeReady", "kubelet reports Ready; removed the startup taint")
+        if len(patch) > 1 or annotations:
+            self._patch(node, patch)
+        if phase == Phase.RUNNING and node.ready is True:
+            return Result(requeue_after=self.settings.resync)
+        if phase == Phase.FAILED:
+            return Result(requeue_after=self.settings.resync)
+        return Result(requeue_after=self.settings.boot_poll)
+
+    def _finalize(self, node: NodeRecord) -> Result | None:
+        name = machine_name(node.name, node.uid)
+        nodeclass = self._nodeclasses.get(node.labels.get(LABEL_NODECLASS, ""))
+        if nodeclass is None:
+            self._record_problem(
+                node,
+                "MachineDestroyBlocked",
+                f"cannot destroy machine {name}: NodeClass {node.labels.get(LABEL_NODECLASS)} does not exist. Recreate "
+                f"it, or remove the {FINALIZER_MACHINE} finalizer by hand once the machine is gone",
+            )
+            return None
+        if node.annotations.get(ANNOTATION_MACHINE_PHASE) != Phase.DELETING:
+            self._patch(
+                node, {"metadata": {"annotations": {ANNOTATION_MACHINE_PHASE: Phase.DELETING}}}, precondition=False
+            )
+        try:
+            self._providers.provider_for(nodeclass).destroy(name)
+        except ProviderError as error:
+            self._record_problem(
+                node,
+                "MachineDestroyFailed",
+                f"destroying machine {name}: {error} [{error.code}]",
+                error_class=error.error_class,
+            )
+            return Result(backoff=True)
+        self._event(node, "Normal", "MachineDestroyed", f"destroyed machine {name}")
+        current = self._client.get(NODES, node.name)
+        finalizers = [f for f in current["metadata"].get("finalizers") or [] if f != FINALIZER_MACHINE]
+        self._client.patch(
+            NODES,
+            node.name,
+            {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"], "finalizers": finalizers or None}},
+        )
+        return None
+
+    # -- helpers -----------------------------------------------------------------------------------------
+
+    def _machine_spec(self, node: NodeRecord, nodeclass: NodeClass) -> MachineSpec:
+        taints = [{"key": t.key, "value": t.value, "effect": t.effect} for t in node.taints if t.key != TAINT_STARTUP]
+        node_provider_id = node.provider_id or provider_id(nodeclass.metadata.name, node.name)
+        user_data = ""
+        if nodeclass.spec.user_data:
+            user_data = render_user_data(
+                nodeclass.spec.user_data,
+                node_name=node.name,
+                nodeclass=nodeclass.metadata.name,
+                provider_id=node_provider_id,
+                labels=node.labels,
+                taints=taints,
+            )
+        return MachineSpec(
+            name=machine_name(node.name, node.uid),
+            node_name=node.name,
+            node_uid=node.uid,
+            nodeclass=nodeclass.metadata.name,
+            cluster=self.settings.cluster,
+            provider_id=node_provider_id,
+            user_data=user_data,
+            capacity={k: str(v) for k, v in nodeclass.spec.capacity.items()},
+            labels=dict(node.labels),
+            taints=taints,
+        )
+
+    def _patch(self, node: NodeRecord, patch: dict[str, Any], *, precondition: bool = True) -> None:
+        """Write ``patch``; with ``precondition`` it carries the record's resourceVersion (already in the patch),
+        so a stale record fails with a Conflict and the Node is reconciled again from fresh state."""
+        if not precondition:
+            patch["metadata"].pop("resourceVersion", None)
+        try:
+            self._client.patch(NODES, node.name, patch)
+        except ApiError as error:
+            if error.not_found:
+                return
+            raise
+
+    def _record_problem(
+        self, node: NodeRecord, reason: str, message: str, error_class: ErrorClass | None = None
+    ) -> None:
+        self._event(node, "Warning", reason, message)
+        error_class = error_class or ErrorClass.INVALID_CONFIGURATION
+        if (
+            node.annotations.get(ANNOTATION_MACHINE_ERROR) != message
+            or node.annotations.get(ANNOTATION_MACHINE_ERROR_CLASS) != error_class
+        ):
+            annotations = {ANNOTATION_MACHINE_ERROR: message, ANNOTATION_MACHINE_ERROR_CLASS: str(error_class)}
+            self._patch(node, {"metadata": {"annotations": annotations}}, precondition=False)
+
+    def _event(self, node: NodeRecord, type_: EventType, reason: str, message: str) -> None:
+        self._recorder.event(ObjectReference("Node", node.name, node.uid), type_, reason, message)
+
+    # -- orphans -----------------------------------------------------------------------------------------
+
+    def _collect_orphans_forever(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.orphan_interval):
+            try:
+                self.collect_orphans()
+            except Exception:
+                log.exception("orphan collection failed")
+
+    def collect_orphans(self) -> int:
+        """Destroy this cluster's machines that no Node owns once they are older than the grace period.
+
+        A machine belongs to the Node its tags name, and only if its name is the one that Node's name and
+        uid give, so a Node deleted and recreated under the same name does not keep its predecessor's
+        machine alive. Returns how many machines were destroyed.
+        """
+        if not (self._nodes.synced and self._nodeclasses.synced):
+            return 0
+        destroyed = 0
+        now = time.time()
+        for nodeclass in self._nodeclasses.list():
+            try:
+                provider = self._providers.provider_for(nodeclass)
+                machines = provider.list()
+            except ProviderError as error:
+                log.warning("orphan collection: NodeClass %s: %s", nodeclass.metadata.name, error)
+                continue
+            for machine in machines:
+                if machine.state is MachineState.TERMINATED or self._owned(machine):
+                    continue
+                if machine.created_at is not None and now - machine.created_at < self.settings.orphan_grace:
+                    continue
+                if self._owned(machine):  # look again: the Node may have arrived meanwhile
+                    continue
+                try:
+                    provider.destroy(machine.name)
+                except ProviderError as error:
+                    log.warning("orphan collection: destroying %s: %s", machine.name, error)
+                    continue
+                destroyed += 1
+                self.orphans_destroyed += 1
+                self._recorder.event(
+                    ObjectReference(
+                        "NodeClass",
+                        nodeclass.metadata.name,
+                        nodeclass.metadata.uid or "",
+                        api_version="kube-node.io/v1alpha1",
+                    ),
+                    "Normal",
+                    "OrphanMachineDestroyed",
+                    f"destroyed machine {machine.name} ({machine.id}): no Node {machine.node_name} owns it",
+                )
+        return destroyed
+
+    def _owned(self, machine: Machine) -> bool:
+        node = self._nodes.get(machine.node_name or "")
+        return node is not None and machine_name(node.name, node.uid) == machine.name
+
+
+def _phase_of(machine: Machine) -> str:
+    return {
+        MachineState.PENDING: Phase.CREATING,
+        MachineState.RUNNING: Phase.RUNNING,
+        MachineState.FAILED: Phase.FAILED,
+        MachineState.TERMINATING: Phase.FAILED,
+        MachineState.TERMINATED: Phase.FAILED,
+    }[machine.state]

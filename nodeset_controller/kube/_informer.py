@@ -1,0 +1,236 @@
+"""A watch-fed cache of slim records: list, then watch with bookmarks, re-list when the watch expires.
+
+Each object the API server sends is turned into a small record by a ``transform`` function as it arrives,
+so the cache never holds whole objects (see design/FACTS.md: at thousands of Nodes and tens of thousands of
+pods only slim records fit). Indexes answer the questions readers ask (by providerID, by NodeSet, ...).
+Handlers are called with (old, new) records on every change, from the informer's own thread; they should
+only enqueue work.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, Generic, TypeVar
+
+import urllib3
+
+from ._client import JSON, ApiError, KubeClient, Resource
+
+log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+Handler = Callable[[R | None, R | None], None]
+Indexer = Callable[[R], Iterable[str]]
+
+_PAGE = 500
+
+
+def object_key(obj: JSON) -> str:
+    """``namespace/name`` for namespaced objects, ``name`` for cluster-scoped ones."""
+    meta = obj["metadata"]
+    namespace = meta.get("namespace")
+    return f"{namespace}/{meta['name']}" if namespace else str(meta["name"])
+
+
+class Informer(Generic[R]):
+    """Keeps an up-to-date, indexed cache of one kind of object as records of type ``R``."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        resource: Resource,
+        transform: Callable[[JSON], R],
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        indexers: dict[str, Indexer[R]] | None = None,
+        watch_timeout: int = 300,
+        read_timeout: float = 90.0,
+    ) -> None:
+        self._client = client
+        self._resource = resource
+        self._transform = transform
+        self._selectors = {"labelSelector": label_selector, "fieldSelector": field_selector}
+        self._indexers = dict(indexers or {})
+        self._watch_timeout = watch_timeout
+        self._read_timeout = read_timeout
+        self._lock = threading.RLock()
+        self._items: dict[str, R] = {}
+        self._indexes: dict[str, dict[str, set[str]]] = {name: {} for name in self._indexers}
+        self._handlers: list[Handler[R]] = []
+        self._synced = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.resource_version = ""
+        self.relists = 0
+
+    @property
+    def name(self) -> str:
+        """The resource this informer watches, for logs."""
+        return self._resource.plural
+
+    # -- reading -----------------------------------------------------------------------------------------
+
+    def get(self, key: str) -> R | None:
+        """The record for ``key`` (``name`` or ``namespace/name``), if cached."""
+        with self._lock:
+            return self._items.get(key)
+
+    def list(self) -> builtins.list[R]:
+        """Every cached record."""
+        with self._lock:
+            return list(self._items.values())
+
+    def keys(self) -> builtins.list[str]:
+        """Every cached key."""
+        with self._lock:
+            return list(self._items)
+
+    def by_index(self, index: str, value: str) -> builtins.list[R]:
+        """Records whose indexer ``index`` yielded ``value``."""
+        with self._lock:
+            return [self._items[key] for key in self._indexes[index].get(value, ())]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    @property
+    def synced(self) -> bool:
+        """Whether the first list has been loaded."""
+        return self._synced.is_set()
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        """Block until the first list has been loaded; False on timeout."""
+        return self._synced.wait(timeout)
+
+    # -- running -----------------------------------------------------------------------------------------
+
+    def add_handler(self, handler: Handler[R]) -> None:
+        """Call ``handler(old, new)`` on every add (old None), update, and delete (new None)."""
+        self._handlers.append(handler)
+
+    def start(self) -> None:
+        """Start listing and watching on a daemon thread."""
+        self._thread = threading.Thread(target=self._run, name=f"informer-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching (within the watch's read timeout at worst; the thread is a daemon)."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        backoff = 0.2
+        need_list = True
+        while not self._stop.is_set():
+            try:
+                if need_list:
+                    self._list()
+                    need_list = False
+                self._watch()
+                backoff = 0.2
+            except ApiError as error:
+                if error.gone:
+                    log.info("%s: watch expired (410 Gone); re-listing", self.name)
+                    need_list = True
+                    self.relists += 1
+                    continue
+                log.warning("%s: %s; retrying in %.1f s", self.name, error, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+            except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
+                # A read timeout means the connection went quiet for longer than bookmarks allow: treat it
+                # as dead and watch again from the last resourceVersion we saw.
+                log.info("%s: watch connection ended (%s); resuming", self.name, type(error).__name__)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _list(self) -> None:
+        fresh: dict[str, R] = {}
+        params: dict[str, Any] = {"limit": _PAGE, **self._selectors}
+        while True:
+            page = self._client.list(self._resource, **params)
+            for item in page.get("items") or []:
+                fresh[object_key(item)] = self._transform(item)
+            token = page["metadata"].get("continue")
+            if not token:
+                self.resource_version = page["metadata"]["resourceVersion"]
+                break
+            params["continue"] = token
+        with self._lock:
+            old_items = self._items
+            self._items = {}
+            self._indexes = {name: {} for name in self._indexers}
+            for key, record in fresh.items():
+                self._store(key, record)
+        for key, record in fresh.items():
+            self._notify(old_items.get(key), record)
+        for key, record in old_items.items():
+            if key not in fresh:
+                self._notify(record, None)
+        self._synced.set()
+        log.debug("%s: listed %d at resourceVersion %s", self.name, len(fresh), self.resource_version)
+
+    def _watch(self) -> None:
+        events = self._client.watch(
+            self._resource,
+            resource_version=self.resource_version,
+            timeout_seconds=self._watch_timeout,
+            read_timeout=self._read_timeout,
+            **self._selectors,
+        )
+        for event in events:
+            if self._stop.is_set():
+                return
+            kind, obj = event["type"], event["object"]
+            self.resource_version = obj["metadata"].get("resourceVersion", self.resource_version)
+            if kind == "BOOKMARK":
+                continue
+            key = object_key(obj)
+            with self._lock:
+                old = self._items.get(key)
+                if kind == "DELETED":
+                    self._remove(key)
+                    new = None
+                else:
+                    new = self._transform(obj)
+                    self._store(key, new)
+            self._notify(old, new)
+
+    def _store(self, key: str, record: R) -> None:
+        self._remove(key)
+        self._items[key] = record
+        for name, indexer in self._indexers.items():
+            for value in indexer(record):
+                self._indexes[name].setdefault(value, set()).add(key)
+
+    def _remove(self, key: str) -> None:
+        record = self._items.pop(key, None)
+        if record is None:
+            return
+        for name, indexer in self._indexers.items():
+            for value in indexer(record):
+                keys = self._indexes[name].get(value)
+                if keys is not None:
+                    keys.discard(key)
+                    if not keys:
+                        del self._indexes[name][value]
+
+    def _notify(self, old: R | None, new: R | None) -> None:
+        for handler in self._handlers:
+            try:
+                handler(old, new)
+            except Exception:
+                log.exception("%s: event handler failed", self.name)
+
+
+def wait_for_sync(informers: Iterable[Informer[Any]], timeout: float) -> None:
+    """Block until every informer has listed once; raise TimeoutError naming those that have not."""
+    deadline = time.monotonic() + timeout
+    for informer in informers:
+        if not informer.wait_synced(max(0.0, deadline - time.monotonic())):
+            raise TimeoutError(f"cache of {informer.name} did not sync within {timeout:.0f} s")

@@ -1,0 +1,94 @@
+"""Slim records of the objects kube-node caches: only what its decisions read.
+
+A Node from the API server is about 12 KB of JSON (see design/FACTS.md); its NodeRecord keeps the fields
+below, and of the annotations only kube-node's own.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from ..api import GROUP, NodeClass, NodeSet
+from ._client import JSON
+
+_OWN_PREFIX = f"{GROUP}/"
+
+
+def parse_time(value: str | None) -> float | None:
+    """Seconds since the epoch for an RFC 3339 timestamp from the API server, or None."""
+    if not value:
+        return None
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True)
+class Taint:
+    """A Node taint."""
+
+    key: str
+    effect: str
+    value: str = ""
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """What kube-node needs to know about a Node."""
+
+    name: str
+    uid: str
+    resource_version: str
+    created: float
+    deleting: bool
+    labels: dict[str, str]
+    annotations: dict[str, str]  #: only kube-node.io/ annotations
+    finalizers: tuple[str, ...]
+    provider_id: str
+    taints: tuple[Taint, ...]
+    unschedulable: bool
+    ready: bool | None  #: the Ready condition: True, False, or None when Unknown or absent
+    ready_changed: float | None  #: when the Ready condition last changed
+    allocatable: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, obj: JSON) -> NodeRecord:
+        """Build the record from a Node as the API server returns it."""
+        meta = obj["metadata"]
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        ready: bool | None = None
+        ready_changed: float | None = None
+        for condition in status.get("conditions") or []:
+            if condition.get("type") == "Ready":
+                ready = {"True": True, "False": False}.get(condition.get("status", ""))
+                ready_changed = parse_time(condition.get("lastTransitionTime"))
+        return cls(
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            resource_version=meta.get("resourceVersion", ""),
+            created=parse_time(meta.get("creationTimestamp")) or 0.0,
+            deleting=bool(meta.get("deletionTimestamp")),
+            labels=dict(meta.get("labels") or {}),
+            annotations={k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(_OWN_PREFIX)},
+            finalizers=tuple(meta.get("finalizers") or ()),
+            provider_id=spec.get("providerID", ""),
+            taints=tuple(Taint(t["key"], t.get("effect", ""), t.get("value", "")) for t in spec.get("taints") or ()),
+            unschedulable=bool(spec.get("unschedulable")),
+            ready=ready,
+            ready_changed=ready_changed,
+            allocatable=dict(status.get("allocatable") or {}),
+        )
+
+    def has_taint(self, key: str) -> bool:
+        """Whether the Node carries a taint with this key."""
+        return any(t.key == key for t in self.taints)
+
+
+def nodeclass_from_json(obj: JSON) -> NodeClass:
+    """The typed NodeClass (NodeClasses are few; the whole model is cached)."""
+    return NodeClass.from_dict(obj)
+
+
+def nodeset_from_json(obj: JSON) -> NodeSet:
+    """The typed NodeSet (NodeSets are few; the whole model is cached)."""
+    return NodeSet.from_dict(obj)

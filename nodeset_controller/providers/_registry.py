@@ -1,0 +1,95 @@
+"""Which MachineProvider serves a NodeClass, built from the NodeClass and its credentials Secret."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from ..api import NodeClass
+from ..kube import SECRETS, ApiError, KubeClient
+from ._machine import ErrorClass, MachineProvider, ProviderError
+from ._simulator import SimulatorCloud, SimulatorProvider
+
+log = logging.getLogger(__name__)
+
+#: How long a provider built from a Secret is reused before the Secret is read again (credential rotation).
+CREDENTIALS_TTL = 300.0
+
+LibcloudFactory = Callable[[NodeClass, dict[str, str], str], MachineProvider]
+
+
+class ProviderRegistry:
+    """Builds and caches one provider per NodeClass generation."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        cluster: str,
+        *,
+        simulator: SimulatorCloud | None = None,
+        libcloud_factory: LibcloudFactory | None = None,
+    ) -> None:
+        self._client = client
+        self._cluster = cluster
+        self._simulator = simulator
+        self._libcloud_factory = libcloud_factory
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[str, float, MachineProvider]] = {}
+
+    def provider_for(self, nodeclass: NodeClass) -> MachineProvider:
+        """The provider for ``nodeclass``. Raises ProviderError (InvalidConfiguration) when it cannot be built:
+        no simulator configured, a missing Secret, an unknown libcloud provider."""
+        name = nodeclass.metadata.name
+        version = nodeclass.metadata.resource_version or ""
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(name)
+            if cached is not None and cached[0] == version and now - cached[1] < CREDENTIALS_TTL:
+                return cached[2]
+        provider = self._build(nodeclass)
+        with self._lock:
+            self._cache[name] = (version, now, provider)
+        return provider
+
+    def _build(self, nodeclass: NodeClass) -> MachineProvider:
+        if nodeclass.spec.provider == "simulator":
+            if self._simulator is None:
+                raise ProviderError(
+                    f"NodeClass {nodeclass.metadata.name} uses the simulator, but this kube-node runs without one "
+                    "(start it with --simulator-dir)",
+                    error_class=ErrorClass.INVALID_CONFIGURATION,
+                    code="NO_SIMULATOR",
+                )
+            return SimulatorProvider(self._simulator, nodeclass, self._cluster)
+        if self._libcloud_factory is None:
+            raise ProviderError(
+                f"NodeClass {nodeclass.metadata.name}: provider {nodeclass.spec.provider!r} is not available",
+                error_class=ErrorClass.INVALID_CONFIGURATION,
+                code="PROVIDER_UNAVAILABLE",
+            )
+        return self._libcloud_factory(nodeclass, self._credentials(nodeclass), self._cluster)
+
+    def _credentials(self, nodeclass: NodeClass) -> dict[str, str]:
+        ref = nodeclass.spec.credentials_secret_ref
+        if ref is None:
+            return {}
+        try:
+            secret = self._client.get(SECRETS, ref.name, ref.namespace)
+        except ApiError as error:
+            if error.not_found:
+                raise ProviderError(
+                    f"NodeClass {nodeclass.metadata.name}: credentials Secret {ref.namespace}/{ref.name} not found",
+                    error_class=ErrorClass.INVALID_CONFIGURATION,
+                    code="CREDENTIALS_NOT_FOUND",
+                ) from None
+            raise ProviderError(
+                f"NodeClass {nodeclass.metadata.name}: reading Secret {ref.namespace}/{ref.name}: {error.reason}",
+                error_class=ErrorClass.TRANSIENT,
+                code="CREDENTIALS_UNREADABLE",
+            ) from None
+        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        data.update(secret.get("stringData") or {})
+        return data

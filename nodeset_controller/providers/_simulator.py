@@ -1,0 +1,302 @@
+"""The simulator: a real machine provider for development and tests, whose machines are simulated.
+
+A :class:`SimulatorCloud` is one simulated cloud account. Its machines are rows in a SQLite file in a
+directory of your choice, committed before ``create`` returns, so they survive a restart (or a SIGKILL) of
+kube-node exactly as a cloud's machines would. Machines boot after a delay and can be made to fail:
+settings come from the NodeClass's ``driverOptions`` on every call, so changing the NodeClass changes the
+cloud's behaviour at once:
+
+=====================  ========================================================================
+bootDelaySeconds       seconds from create until the machine is Running (default 0)
+createDelaySeconds     how long ``create`` itself blocks, like a slow cloud API (default 0)
+createFailureRate      share of creates refused with a quota error, 0..1 (default 0)
+maxMachines            creates beyond this many live machines of the class are refused (quota)
+destroyFailureRate     share of destroys that fail with a transient error, 0..1 (default 0)
+crashAfterSeconds      a Running machine fails this long after it booted (default: never)
+=====================  ========================================================================
+
+The simulated kubelets that run on these machines live in :mod:`._simkubelet`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..api import NodeClass
+from ._machine import ErrorClass, Machine, MachineSpec, MachineState, ProviderError, QuotaExceededError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS machines (
+    name TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    nodeclass TEXT NOT NULL,
+    node_name TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    boot_at REAL NOT NULL,
+    crash_at REAL,
+    private_ip TEXT NOT NULL,
+    spec TEXT NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class SimulatorSettings:
+    """The simulator's behaviour for one NodeClass (from its driverOptions)."""
+
+    boot_delay: float = 0.0
+    create_delay: float = 0.0
+    create_failure_rate: float = 0.0
+    max_machines: int | None = None
+    destroy_failure_rate: float = 0.0
+    crash_after: float | None = None
+
+    @classmethod
+    def from_nodeclass(cls, nodeclass: NodeClass) -> SimulatorSettings:
+        """Read the settings; a malformed value is an InvalidConfiguration error naming the option."""
+        options = nodeclass.spec.driver_options
+
+        def number(key: str) -> float | None:
+            if key not in options:
+                return None
+            try:
+                value = float(options[key])
+            except ValueError:
+                raise ProviderError(
+                    f"NodeClass {nodeclass.metadata.name}: driverOptions.{key} must be a number, got {options[key]!r}",
+                    error_class=ErrorClass.INVALID_CONFIGURATION,
+                    code="INVALID_DRIVER_OPTION",
+                ) from None
+            if value < 0:
+                raise ProviderError(
+                    f"NodeClass {nodeclass.metadata.name}: driverOptions.{key} must not be negative",
+                    error_class=ErrorClass.INVALID_CONFIGURATION,
+                    code="INVALID_DRIVER_OPTION",
+                )
+            return value
+
+        max_machines = number("maxMachines")
+        return cls(
+            boot_delay=number("bootDelaySeconds") or 0.0,
+            create_delay=number("createDelaySeconds") or 0.0,
+            create_failure_rate=number("createFailureRate") or 0.0,
+            max_machines=None if max_machines is None else int(max_machines),
+            destroy_failure_rate=number("destroyFailureRate") or 0.0,
+            crash_after=number("crashAfterSeconds"),
+        )
+
+
+@dataclass(frozen=True)
+class SimulatedMachine:
+    """A machine row, with the spec it was created from (the simulated kubelet reads capacity from it)."""
+
+    name: str
+    id: str
+    cluster: str
+    nodeclass: str
+    node_name: str
+    created_at: float
+    boot_at: float
+    crash_at: float | None
+    private_ip: str
+    spec: dict[str, Any]
+
+    def state(self, now: float) -> MachineState:
+        """Pending until it boots, then Running until it crashes (if it is set to)."""
+        if self.crash_at is not None and now >= self.crash_at:
+            return MachineState.FAILED
+        return MachineState.RUNNING if now >= self.boot_at else MachineState.PENDING
+
+    def to_machine(self, now: float) -> Machine:
+        """The provider-neutral record."""
+        state = self.state(now)
+        return Machine(
+            name=self.name,
+            id=self.id,
+            state=state,
+            node_name=self.node_name,
+            nodeclass=self.nodeclass,
+            cluster=self.cluster,
+            created_at=self.created_at,
+            private_ips=(self.private_ip,),
+            error="simulated crash" if state is MachineState.FAILED else None,
+        )
+
+
+class SimulatorCloud:
+    """One simulated cloud account, persisted in ``directory/machines.db``; safe to share between threads."""
+
+    def __init__(self, directory: Path, *, seed: int | None = None) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self._db = sqlite3.connect(directory / "machines.db", check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a crash of this process
+        self._db.execute(_SCHEMA)
+        self._lock = threading.Lock()
+        self._random = random.Random(seed)
+        self._machines: dict[str, SimulatedMachine] = {}
+        self.creates = 0  #: create calls that made a machine (for tests and benchmarks)
+        #: (machine name, time.monotonic(), error code or "" ) of every create that reached the cloud's API,
+        #: as a cloud's audit log would show them (the last 10,000).
+        self.create_log: deque[tuple[str, float, str]] = deque(maxlen=10000)
+        for row in self._db.execute("SELECT * FROM machines"):
+            name, id_, cluster, nodeclass, node_name, created_at, boot_at, crash_at, private_ip, spec = row
+            machine = SimulatedMachine(
+                name=name,
+                id=id_,
+                cluster=cluster,
+                nodeclass=nodeclass,
+                node_name=node_name,
+                created_at=created_at,
+                boot_at=boot_at,
+                crash_at=crash_at,
+                private_ip=private_ip,
+                spec=json.loads(spec),
+            )
+            self._machines[machine.name] = machine
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
+
+    def machines(self) -> list[SimulatedMachine]:
+        """Every machine in the account."""
+        with self._lock:
+            return list(self._machines.values())
+
+    def get(self, name: str) -> SimulatedMachine | None:
+        """The machine called ``name``."""
+        with self._lock:
+            return self._machines.get(name)
+
+    def create(self, spec: MachineSpec, settings: SimulatorSettings) -> SimulatedMachine:
+        """Create the machine (idempotent by name), after the configured delay and fault checks."""
+        existing = self.get(spec.name)
+        if existing is not None:
+            return existing
+        if settings.create_delay:
+            time.sleep(settings.create_delay)
+        with self._lock:
+            existing = self._machines.get(spec.name)
+            if existing is not None:
+                return existing
+            if settings.create_failure_rate and self._random.random() < settings.create_failure_rate:
+                self.create_log.append((spec.name, time.monotonic(), "QUOTA_EXCEEDED"))
+                raise QuotaExceededError(
+                    f"simulator: quota exceeded creating {spec.name} for NodeClass {spec.nodeclass} "
+                    f"(createFailureRate={settings.create_failure_rate:g})"
+                )
+            if settings.max_machines is not None:
+                live = sum(1 for m in self._machines.values() if m.nodeclass == spec.nodeclass)
+                if live >= settings.max_machines:
+                    self.create_log.append((spec.name, time.monotonic(), "QUOTA_EXCEEDED"))
+                    raise QuotaExceededError(
+                        f"simulator: quota exceeded: NodeClass {spec.nodeclass} already has {live} of "
+                        f"maxMachines={settings.max_machines} machines"
+                    )
+            now = time.time()
+            boot_at = now + settings.boot_delay
+            machine = SimulatedMachine(
+                name=spec.name,
+                id=f"sim-{uuid.uuid4().hex[:12]}",
+                cluster=spec.cluster,
+                nodeclass=spec.nodeclass,
+                node_name=spec.node_name,
+                created_at=now,
+                boot_at=boot_at,
+                crash_at=None if settings.crash_after is None else boot_at + settings.crash_after,
+                private_ip=self._address(),
+                spec={
+                    "nodeUID": spec.node_uid,
+                    "capacity": spec.capacity,
+                    "labels": spec.labels,
+                    "userData": spec.user_data,
+                },
+            )
+            self._db.execute(
+                "INSERT INTO machines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    machine.name,
+                    machine.id,
+                    machine.cluster,
+                    machine.nodeclass,
+                    machine.node_name,
+                    machine.created_at,
+                    machine.boot_at,
+                    machine.crash_at,
+                    machine.private_ip,
+                    json.dumps(machine.spec),
+                ),
+            )
+            self._machines[machine.name] = machine
+            self.creates += 1
+            self.create_log.append((spec.name, time.monotonic(), ""))
+            return machine
+
+    def destroy(self, name: str, settings: SimulatorSettings) -> None:
+        """Destroy the machine; a missing one is already destroyed."""
+        with self._lock:
+            if name not in self._machines:
+                return
+            if settings.destroy_failure_rate and self._random.random() < settings.destroy_failure_rate:
+                raise ProviderError(
+                    f"simulator: destroying {name} failed (destroyFailureRate={settings.destroy_failure_rate:g})",
+                    error_class=ErrorClass.TRANSIENT,
+                    code="DESTROY_FAILED",
+                )
+            self._db.execute("DELETE FROM machines WHERE name = ?", (name,))
+            del self._machines[name]
+
+    def _address(self) -> str:
+        # Loopback addresses: nothing ever listens there, and nothing may ever be sent off this machine.
+        used = {m.private_ip for m in self._machines.values()}
+        while True:
+            address = (
+                f"127.{self._random.randint(1, 254)}.{self._random.randint(0, 255)}.{self._random.randint(1, 254)}"
+            )
+            if address not in used:
+                return address
+
+
+class SimulatorProvider:
+    """The MachineProvider for one simulator NodeClass."""
+
+    def __init__(self, cloud: SimulatorCloud, nodeclass: NodeClass, cluster: str) -> None:
+        self._cloud = cloud
+        self._nodeclass = nodeclass.metadata.name
+        self._cluster = cluster
+        self._settings = SimulatorSettings.from_nodeclass(nodeclass)
+
+    def create(self, spec: MachineSpec) -> Machine:
+        """Create (or return) the machine."""
+        return self._cloud.create(spec, self._settings).to_machine(time.time())
+
+    def get(self, name: str) -> Machine | None:
+        """The machine, or None."""
+        machine = self._cloud.get(name)
+        return None if machine is None else machine.to_machine(time.time())
+
+    def list(self) -> list[Machine]:
+        """This cluster's machines of this NodeClass."""
+        now = time.time()
+        return [
+            m.to_machine(now)
+            for m in self._cloud.machines()
+            if m.cluster == self._cluster and m.nodeclass == self._nodeclass
+        ]
+
+    def destroy(self, name: str) -> None:
+        """Destroy the machine (missing is fine)."""
+        self._cloud.destroy(name, self._settings)

@@ -1,0 +1,221 @@
+"""A Node that names a NodeClass gets a machine, and loses it when deleted (NodeController + simulator)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kube_node.controlplane import ControlPlane
+from nodeset_controller.api import (
+    ANNOTATION_MACHINE_ERROR,
+    ANNOTATION_MACHINE_ERROR_CLASS,
+    ANNOTATION_MACHINE_ID,
+    ANNOTATION_MACHINE_PHASE,
+    FINALIZER_MACHINE,
+    TAINT_STARTUP,
+)
+from nodeset_controller.controllers import FAILPOINT_ENV, Manager
+from nodeset_controller.kube import LEASES, NODECLASSES, NODES, ApiError, KubeClient, Resource
+from nodeset_controller.providers import MachineSpec, SimulatorCloud, SimulatorSettings, machine_name
+from tests.conftest import Kubectl, eventually, managed_node, simulator_nodeclass
+
+pytestmark = pytest.mark.controlplane
+
+EVENTS = Resource("", "v1", "events", namespaced=True)
+
+
+def node_or_none(kube: KubeClient, name: str) -> dict[str, Any] | None:
+    try:
+        return kube.get(NODES, name)
+    except ApiError as error:
+        if error.not_found:
+            return None
+        raise
+
+
+def node_when(kube: KubeClient, name: str, predicate: Any) -> dict[str, Any] | None:
+    """The Node if ``predicate(node)`` holds now, else None (for eventually)."""
+    node = node_or_none(kube, name)
+    return node if node is not None and predicate(node) else None
+
+
+def has_startup_taint(node: dict[str, Any]) -> bool:
+    return TAINT_STARTUP in [t["key"] for t in node["spec"].get("taints") or []]
+
+
+def is_ready(node: dict[str, Any] | None) -> bool:
+    conditions = (node or {}).get("status", {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def events_for(kube: KubeClient, name: str, reason: str | None = None) -> list[dict[str, Any]]:
+    items = kube.list(EVENTS, "default", fieldSelector=f"involvedObject.name={name}")["items"]
+    return [e for e in items if reason is None or e["reason"] == reason]
+
+
+def test_a_node_naming_a_class_gets_a_machine_becomes_ready_and_loses_the_machine_on_delete(
+    kube: KubeClient, kubectl: Kubectl, manager: Manager, tmp_path: Path
+) -> None:
+    kube.create(NODECLASSES, simulator_nodeclass(bootDelaySeconds=1))
+    manifest = tmp_path / "node.yaml"
+    manifest.write_text(yaml.safe_dump(managed_node("worker-1")))
+    kubectl.run("create", "-f", str(manifest))
+
+    # First sight: finalizer, our providerID and the startup taint, before any machine exists.
+    node = eventually(lambda: node_when(kube, "worker-1", lambda n: n["spec"].get("providerID")))
+    assert node["spec"]["providerID"] == "kube-node://sim/worker-1"
+    assert FINALIZER_MACHINE in node["metadata"]["finalizers"]
+    assert manager.simulator is not None
+    machine = eventually(lambda: manager.simulator.get(machine_name("worker-1", node["metadata"]["uid"])))
+    assert machine.node_name == "worker-1"
+    assert machine.spec["userData"] == "#cloud-config\n# join as worker-1\n"
+    tainted = kube.get(NODES, "worker-1")
+    assert not is_ready(tainted)
+    assert has_startup_taint(tainted)
+
+    # The simulated kubelet marks it Ready; the controller removes the startup taint and records the machine.
+    ready = eventually(
+        lambda: node_when(kube, "worker-1", lambda n: is_ready(n) and not has_startup_taint(n)),
+        what="Node Ready without the startup taint",
+    )
+    annotations = ready["metadata"]["annotations"]
+    assert annotations[ANNOTATION_MACHINE_ID] == machine.id
+    assert eventually(
+        lambda: kube.get(NODES, "worker-1")["metadata"]["annotations"][ANNOTATION_MACHINE_PHASE] == "Running"
+    )
+    assert ready["status"]["capacity"]["cpu"] == "4"
+    assert ready["status"]["allocatable"]["memory"] == "16Gi"
+    assert ready["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.36.3")
+    assert kube.get(LEASES, "worker-1", "kube-node-lease")["spec"]["holderIdentity"] == "worker-1"
+    assert {e["reason"] for e in events_for(kube, "worker-1")} >= {"MachineCreated", "NodeReady"}
+
+    kubectl.run("delete", "node", "worker-1", "--wait=false")
+    eventually(lambda: node_or_none(kube, "worker-1") is None, what="the Node to go")
+    assert manager.simulator.machines() == []
+
+
+def test_a_crash_between_create_and_record_never_makes_a_second_machine(
+    control_plane: ControlPlane, kube: KubeClient, tmp_path: Path
+) -> None:
+    kube.create(NODECLASSES, simulator_nodeclass())
+    simulator_dir = tmp_path / "simulator"
+    args = [
+        sys.executable,
+        "-m",
+        "kube_node",
+        "run",
+        "--kubeconfig",
+        str(control_plane.kubeconfig),
+        "--simulator-dir",
+        str(simulator_dir),
+    ]
+    log = (tmp_path / "kube-node.log").open("w")
+    crashing = subprocess.Popen(args, env={**os.environ, FAILPOINT_ENV: "kill"}, stdout=log, stderr=log)
+    kube.create(NODES, managed_node("crashy"))
+    try:
+        assert crashing.wait(timeout=60) == -signal.SIGKILL, (tmp_path / "kube-node.log").read_text()
+    except BaseException:
+        log.close()
+        raise
+    uid = kube.get(NODES, "crashy")["metadata"]["uid"]
+    cloud = SimulatorCloud(simulator_dir)
+    assert [m.name for m in cloud.machines()] == [machine_name("crashy", uid)]
+    first_id = cloud.machines()[0].id
+    cloud.close()
+    assert ANNOTATION_MACHINE_ID not in kube.get(NODES, "crashy")["metadata"].get("annotations", {})
+
+    restarted = subprocess.Popen(args, stdout=log, stderr=log)
+    try:
+        node = eventually(lambda: node_when(kube, "crashy", is_ready), timeout=60)
+        assert node["metadata"]["annotations"][ANNOTATION_MACHINE_ID] == first_id
+        cloud = SimulatorCloud(simulator_dir)
+        assert [m.id for m in cloud.machines()] == [first_id]
+        cloud.close()
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        assert restarted.wait(timeout=30) == 0
+        log.close()
+
+
+def test_quota_failures_are_recorded_retried_with_growing_delay_and_succeed_once_quota_frees(
+    kube: KubeClient, manager: Manager
+) -> None:
+    kube.create(NODECLASSES, simulator_nodeclass(createFailureRate=1))
+    kube.create(NODES, managed_node("starved"))
+    assert manager.simulator is not None
+
+    def refused() -> list[float] | None:
+        times = [t for _, t, code in manager.simulator.create_log if code == "QUOTA_EXCEEDED"]
+        return times if len(times) >= 6 else None
+
+    attempts = eventually(refused, timeout=40, what="six refused creates")
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    # Exponential backoff: after the first retries, each wait is about double the one before.
+    assert gaps[-1] > 1.5 * gaps[-2] > 0, gaps
+    assert gaps[-2] > 1.5 * gaps[-3], gaps
+    annotations = kube.get(NODES, "starved")["metadata"]["annotations"]
+    assert "QUOTA_EXCEEDED" in annotations[ANNOTATION_MACHINE_ERROR]
+    assert annotations[ANNOTATION_MACHINE_ERROR_CLASS] == "OutOfResources"
+    assert annotations[ANNOTATION_MACHINE_PHASE] == "Pending"
+    failed = eventually(lambda: events_for(kube, "starved", "MachineCreateFailed"))
+    assert failed[0]["type"] == "Warning"
+    assert "quota exceeded" in failed[0]["message"]
+    assert manager.simulator.machines() == []
+
+    kube.patch(NODECLASSES, "sim", {"spec": {"driverOptions": {"createFailureRate": 0}}})
+    node = eventually(lambda: node_when(kube, "starved", is_ready), timeout=60)
+    assert ANNOTATION_MACHINE_ERROR not in node["metadata"]["annotations"]
+    assert len(manager.simulator.machines()) == 1
+
+
+def test_orphan_machines_are_destroyed_after_the_grace_period_and_owned_ones_never(
+    kube: KubeClient, manager: Manager
+) -> None:
+    kube.create(NODECLASSES, simulator_nodeclass())
+    kube.create(NODES, managed_node("owner"))
+    node = eventually(lambda: node_when(kube, "owner", is_ready))
+    owned = machine_name("owner", node["metadata"]["uid"])
+    cloud = manager.simulator
+    assert cloud is not None
+    settings = SimulatorSettings()
+    spec = {"nodeclass": "sim", "provider_id": "kube-node://sim/x", "capacity": {}}
+    cloud.create(
+        MachineSpec(name="gone-node-1234abcd", node_name="gone-node", node_uid="1234abcd", cluster="kube-node", **spec),
+        settings,
+    )
+    cloud.create(
+        MachineSpec(name="other-cluster-1", node_name="gone-node", node_uid="1", cluster="someone-else", **spec),
+        settings,
+    )
+    # Inside the grace period nothing is touched.
+    assert manager.node_controller.collect_orphans() == 0
+    manager.node_controller.settings = dataclasses.replace(manager.node_controller.settings, orphan_grace=0.5)
+    time.sleep(0.6)
+    assert manager.node_controller.collect_orphans() == 1
+    assert sorted(m.name for m in cloud.machines()) == sorted([owned, "other-cluster-1"])
+    assert manager.node_controller.collect_orphans() == 0
+    assert cloud.get(owned) is not None
+    assert is_ready(kube.get(NODES, "owner"))
+
+
+def test_a_node_whose_nodeclass_is_missing_gets_an_event_and_no_machine(kube: KubeClient, manager: Manager) -> None:
+    kube.create(NODES, managed_node("lost", nodeclass="nowhere"))
+    event = eventually(lambda: events_for(kube, "lost", "NodeClassNotFound"))[0]
+    assert event["type"] == "Warning"
+    assert "NodeClass nowhere does not exist" in event["message"]
+    time.sleep(1)
+    assert manager.simulator is not None and manager.simulator.machines() == []
+    assert "does not exist" in kube.get(NODES, "lost")["metadata"]["annotations"][ANNOTATION_MACHINE_ERROR]
+    # When the class appears, the Node gets its machine.
+    kube.create(NODECLASSES, simulator_nodeclass("nowhere"))
+    eventually(lambda: is_ready(kube.get(NODES, "lost")), timeout=30, what="the Node to become Ready")
