@@ -21,7 +21,7 @@ def run(
     simulator_dir: Path | None,
     workers: int,
     orphan_grace: float,
-    orphan_interval: float,
+    sweep_interval: float,
     install: bool,
 ) -> int:
     """Run kube-node until SIGTERM or SIGINT; returns the exit code."""
@@ -33,7 +33,7 @@ def run(
         install_crds(client)
     settings = ManagerSettings(
         node_controller=NodeControllerSettings(
-            cluster=cluster, workers=workers, orphan_grace=orphan_grace, orphan_interval=orphan_interval
+            cluster=cluster, workers=workers, orphan_grace=orphan_grace, sweep_interval=sweep_interval
         ),
         simulator_dir=simulator_dir,
     )

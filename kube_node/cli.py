@@ -83,10 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds before a machine with no Node is destroyed (default 600)",
     )
     run.add_argument(
-        "--orphan-interval",
+        "--sweep-interval",
         type=float,
-        default=float(_env("ORPHAN_INTERVAL", "30")),
-        help="seconds between looks for orphan machines (default 30)",
+        default=float(_env("SWEEP_INTERVAL", "30")),
+        help="seconds between listings of each NodeClass's machines, which notice failed machines and orphans "
+        "(default 30)",
     )
     run.add_argument(
         "--install-crds",
@@ -131,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             simulator_dir=args.simulator_dir,
             workers=args.workers,
             orphan_grace=args.orphan_grace_period,
-            orphan_interval=args.orphan_interval,
+            sweep_interval=args.sweep_interval,
             install=args.install_crds,
         )
     if args.command == "crds":

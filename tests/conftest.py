@@ -18,7 +18,12 @@ import pytest
 
 from kube_node.controlplane import Binaries, ControlPlane, find_binaries
 from nodeset_controller.api import LABEL_NODECLASS
-from nodeset_controller.controllers import Manager, ManagerSettings, NodeControllerSettings
+from nodeset_controller.controllers import (
+    Manager,
+    ManagerSettings,
+    NodeControllerSettings,
+    NodeSetControllerSettings,
+)
 from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, ApiError, KubeClient, install_crds
 
 REPO = Path(__file__).resolve().parents[1]
@@ -121,7 +126,8 @@ def kubectl(binaries: Binaries, control_plane: ControlPlane, kube: KubeClient) -
 def manager(kube: KubeClient, tmp_path: Path) -> Iterator[Manager]:
     """kube-node's controllers, in this process, with the simulator keeping its machines under tmp_path."""
     settings = ManagerSettings(
-        node_controller=NodeControllerSettings(boot_poll=0.2, orphan_grace=600, orphan_interval=600),
+        node_controller=NodeControllerSettings(boot_poll=0.2, orphan_grace=600, sweep_interval=1.0),
+        nodeset_controller=NodeSetControllerSettings(replacement_backoff=1.0),
         simulator_dir=tmp_path / "simulator",
         kubelet_lease_interval=5.0,
     )
@@ -151,3 +157,13 @@ def simulator_nodeclass(name: str = "sim", **driver_options: Any) -> dict[str, A
 def managed_node(name: str, nodeclass: str = "sim") -> dict[str, Any]:
     """A Node manifest that names a NodeClass."""
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {LABEL_NODECLASS: nodeclass}}}
+
+
+def nodeset_manifest(name: str, replicas: int, nodeclass: str = "sim", **spec: Any) -> dict[str, Any]:
+    """A NodeSet manifest."""
+    return {
+        "apiVersion": "kube-node.io/v1alpha1",
+        "kind": "NodeSet",
+        "metadata": {"name": name},
+        "spec": {"nodeClassName": nodeclass, "replicas": replicas, **spec},
+    }

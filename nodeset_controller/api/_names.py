@@ -24,6 +24,10 @@ FINALIZER_MACHINE: Final = f"{GROUP}/machine"
 TAINT_STARTUP: Final = "startup-taint.cluster-autoscaler.kubernetes.io/kube-node"
 #: Set by the autoscaler provider (or a person) to ask the NodeSetController to remove this Node first.
 ANNOTATION_DELETE_REQUESTED: Final = f"{GROUP}/delete-requested"
+#: When kube-node started removing a Node (RFC 3339); its presence means the Node is leaving its NodeSet.
+ANNOTATION_DRAIN_STARTED: Final = f"{GROUP}/drain-started"
+#: Why kube-node is removing a Node: ScaleDown (drained first) or Replace (its machine failed).
+ANNOTATION_REMOVAL_REASON: Final = f"{GROUP}/removal-reason"
 #: The provider's own id of the machine behind a Node.
 ANNOTATION_MACHINE_ID: Final = f"{GROUP}/machine-id"
 #: The machine's phase as kube-node last saw it (Pending, Creating, Running, Failed, Deleting).

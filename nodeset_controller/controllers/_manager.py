@@ -6,20 +6,32 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from ..api import LABEL_NODECLASS, NodeClass
+from ..api import LABEL_NODECLASS, LABEL_NODESET, NodeClass, NodeSet
 from ..kube import (
     NODECLASSES,
     NODES,
+    NODESETS,
     EventRecorder,
     Informer,
     KubeClient,
     NodeRecord,
+    PodRecord,
     nodeclass_from_json,
+    nodeset_from_json,
     wait_for_sync,
 )
-from ..providers import LibcloudProvider, MachineProvider, ProviderRegistry, SimulatedKubelets, SimulatorCloud
+from ..providers import (
+    LibcloudProvider,
+    MachineProvider,
+    ProviderRegistry,
+    SimulatedKubelets,
+    SimulatorCloud,
+    bound_pods_informer,
+)
 from ._node_controller import NodeController, NodeControllerSettings
+from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +41,7 @@ class ManagerSettings:
     """Everything ``kube-node run`` can be told."""
 
     node_controller: NodeControllerSettings = field(default_factory=NodeControllerSettings)
+    nodeset_controller: NodeSetControllerSettings = field(default_factory=NodeSetControllerSettings)
     simulator_dir: Path | None = None  #: run the simulator provider, keeping its machines here
     kubelet_lease_interval: float = 10.0  #: how often simulated kubelets renew their Lease
     cache_sync_timeout: float = 60.0
@@ -52,10 +65,14 @@ class Manager:
             label_selector=LABEL_NODECLASS,
             indexers={
                 "nodeclass": lambda n: (n.labels.get(LABEL_NODECLASS, ""),),
+                "nodeset": lambda n: (n.labels[LABEL_NODESET],) if LABEL_NODESET in n.labels else (),
                 "providerID": lambda n: (n.provider_id,) if n.provider_id else (),
             },
         )
         self.nodeclasses: Informer[NodeClass] = Informer(client, NODECLASSES, nodeclass_from_json)
+        self.nodesets: Informer[NodeSet] = Informer(client, NODESETS, nodeset_from_json)
+        self.pods: Informer[PodRecord] = bound_pods_informer(client)
+        self.informers: list[Informer[Any]] = [self.nodes, self.nodeclasses, self.nodesets, self.pods]
         self.recorder = EventRecorder(client)
         self.simulator = SimulatorCloud(self.settings.simulator_dir) if self.settings.simulator_dir else None
         self.kubelets = (
@@ -64,6 +81,7 @@ class Manager:
                 self.simulator,
                 lease_interval=self.settings.kubelet_lease_interval,
                 node_uid=lambda name: node.uid if (node := self.nodes.get(name)) else None,
+                pods=self.pods,
             )
             if self.simulator
             else None
@@ -77,21 +95,31 @@ class Manager:
         self.node_controller = NodeController(
             client, self.nodes, self.nodeclasses, self.providers, self.recorder, settings=self.settings.node_controller
         )
+        self.nodeset_controller = NodeSetController(
+            client,
+            self.nodesets,
+            self.nodes,
+            self.nodeclasses,
+            self.pods,
+            self.recorder,
+            settings=self.settings.nodeset_controller,
+        )
 
     def start(self) -> None:
         """Fill the caches, then start the simulated kubelets (if any) and the controllers."""
-        for informer in (self.nodes, self.nodeclasses):
+        for informer in self.informers:
             informer.start()
-        wait_for_sync([self.nodes, self.nodeclasses], self.settings.cache_sync_timeout)
+        wait_for_sync(self.informers, self.settings.cache_sync_timeout)
         if self.kubelets is not None:
             self.kubelets.start()
         self.node_controller.start(self.stop_event)
+        self.nodeset_controller.start(self.stop_event)
         log.info("kube-node running: %d managed Nodes, %d NodeClasses", len(self.nodes), len(self.nodeclasses))
 
     def stop(self) -> None:
         """Stop taking work and stop the background threads."""
         self.stop_event.set()
-        for informer in (self.nodes, self.nodeclasses):
+        for informer in self.informers:
             informer.stop()
         if self.kubelets is not None:
             self.kubelets.stop()

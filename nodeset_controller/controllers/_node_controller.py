@@ -53,6 +53,7 @@ from ..kube import (
 from ..providers import (
     ErrorClass,
     Machine,
+    MachineProvider,
     MachineSpec,
     MachineState,
     ProviderError,
@@ -88,7 +89,7 @@ class NodeControllerSettings:
     boot_poll: float = 1.0  #: how often a booting machine's state is polled (seconds)
     resync: float = 300.0  #: how often a settled Node is checked again
     orphan_grace: float = 600.0  #: a machine with no Node is destroyed once it is this old
-    orphan_interval: float = 30.0  #: how often orphans are looked for
+    sweep_interval: float = 30.0  #: how often each NodeClass's machines are listed (failures, orphans)
 
 
 class NodeController:
@@ -132,7 +133,7 @@ class NodeController:
     def start(self, stop: threading.Event) -> list[threading.Thread]:
         """Start the workers and the orphan collector; they run until ``stop`` is set."""
         threads = run_workers(self.queue, self.reconcile, self.settings.workers, stop)
-        collector = threading.Thread(target=self._collect_orphans_forever, args=(stop,), name="orphans", daemon=True)
+        collector = threading.Thread(target=self._sweep_forever, args=(stop,), name="machine-sweep", daemon=True)
         collector.start()
 
         def shutdown_on_stop() -> None:
@@ -306,7 +307,12 @@ class NodeController:
             )
             return Result(backoff=True)
         self._event(node, "Normal", "MachineDestroyed", f"destroyed machine {name}")
-        current = self._client.get(NODES, node.name)
+        try:
+            current = self._client.get(NODES, node.name)
+        except ApiError as error:
+            if error.not_found:
+                return None  # someone removed the finalizer by hand, and the Node is gone
+            raise
         finalizers = [f for f in current["metadata"].get("finalizers") or [] if f != FINALIZER_MACHINE]
         self._client.patch(
             NODES,
@@ -370,58 +376,77 @@ class NodeController:
     def _event(self, node: NodeRecord, type_: EventType, reason: str, message: str) -> None:
         self._recorder.event(ObjectReference("Node", node.name, node.uid), type_, reason, message)
 
-    # -- orphans -----------------------------------------------------------------------------------------
+    # -- the machine sweep -------------------------------------------------------------------------------
 
-    def _collect_orphans_forever(self, stop: threading.Event) -> None:
-        while not stop.wait(self.settings.orphan_interval):
+    def _sweep_forever(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.sweep_interval):
             try:
-                self.collect_orphans()
+                self.sweep()
             except Exception:
-                log.exception("orphan collection failed")
+                log.exception("machine sweep failed")
 
-    def collect_orphans(self) -> int:
-        """Destroy this cluster's machines that no Node owns once they are older than the grace period.
-
-        A machine belongs to the Node its tags name, and only if its name is the one that Node's name and
-        uid give, so a Node deleted and recreated under the same name does not keep its predecessor's
-        machine alive. Returns how many machines were destroyed.
-        """
+    def sweep(self) -> int:
+        """List each NodeClass's machines once: Nodes whose machine vanished or failed are reconciled (a dead
+        machine's kubelet cannot say so itself), and machines no Node owns are destroyed once they are older
+        than the grace period. Returns how many orphans were destroyed."""
         if not (self._nodes.synced and self._nodeclasses.synced):
             return 0
         destroyed = 0
-        now = time.time()
         for nodeclass in self._nodeclasses.list():
             try:
                 provider = self._providers.provider_for(nodeclass)
                 machines = provider.list()
             except ProviderError as error:
-                log.warning("orphan collection: NodeClass %s: %s", nodeclass.metadata.name, error)
+                log.warning("machine sweep: NodeClass %s: %s", nodeclass.metadata.name, error)
                 continue
-            for machine in machines:
-                if machine.state is MachineState.TERMINATED or self._owned(machine):
-                    continue
-                if machine.created_at is not None and now - machine.created_at < self.settings.orphan_grace:
-                    continue
-                if self._owned(machine):  # look again: the Node may have arrived meanwhile
-                    continue
-                try:
-                    provider.destroy(machine.name)
-                except ProviderError as error:
-                    log.warning("orphan collection: destroying %s: %s", machine.name, error)
-                    continue
-                destroyed += 1
-                self.orphans_destroyed += 1
-                self._recorder.event(
-                    ObjectReference(
-                        "NodeClass",
-                        nodeclass.metadata.name,
-                        nodeclass.metadata.uid or "",
-                        api_version="kube-node.io/v1alpha1",
-                    ),
-                    "Normal",
-                    "OrphanMachineDestroyed",
-                    f"destroyed machine {machine.name} ({machine.id}): no Node {machine.node_name} owns it",
-                )
+            self._notice_changed_machines(nodeclass, machines)
+            destroyed += self._collect_orphans(nodeclass, provider, machines)
+        return destroyed
+
+    def _notice_changed_machines(self, nodeclass: NodeClass, machines: list[Machine]) -> None:
+        by_name = {m.name: m for m in machines}
+        for node in self._nodes.by_index("nodeclass", nodeclass.metadata.name):
+            if node.deleting or ANNOTATION_MACHINE_ID not in node.annotations:
+                continue
+            machine = by_name.get(machine_name(node.name, node.uid))
+            phase = Phase.FAILED if machine is None else _phase_of(machine)
+            if node.annotations.get(ANNOTATION_MACHINE_PHASE) != phase:
+                self.queue.add(node.name)
+
+    def _collect_orphans(self, nodeclass: NodeClass, provider: MachineProvider, machines: list[Machine]) -> int:
+        """Destroy this cluster's machines that no Node owns once they are older than the grace period.
+
+        A machine belongs to the Node its tags name, and only if its name is the one that Node's name and
+        uid give, so a Node deleted and recreated under the same name does not keep its predecessor's
+        machine alive.
+        """
+        destroyed = 0
+        now = time.time()
+        for machine in machines:
+            if machine.state is MachineState.TERMINATED or machine.cluster is None or self._owned(machine):
+                continue  # gone already, ownership unknown (no tags to read), or someone's machine
+            if machine.created_at is not None and now - machine.created_at < self.settings.orphan_grace:
+                continue
+            if self._owned(machine):  # look again: the Node may have arrived meanwhile
+                continue
+            try:
+                provider.destroy(machine.name)
+            except ProviderError as error:
+                log.warning("orphan collection: destroying %s: %s", machine.name, error)
+                continue
+            destroyed += 1
+            self.orphans_destroyed += 1
+            self._recorder.event(
+                ObjectReference(
+                    "NodeClass",
+                    nodeclass.metadata.name,
+                    nodeclass.metadata.uid or "",
+                    api_version="kube-node.io/v1alpha1",
+                ),
+                "Normal",
+                "OrphanMachineDestroyed",
+                f"destroyed machine {machine.name} ({machine.id}): no Node {machine.node_name} owns it",
+            )
         return destroyed
 
     def _owned(self, machine: Machine) -> bool:

@@ -20,7 +20,7 @@ from ._client import (
 from ._events import EventRecorder, EventType, ObjectReference
 from ._informer import Informer, object_key, wait_for_sync
 from ._install import install_crds
-from ._records import NodeRecord, Taint, nodeclass_from_json, nodeset_from_json, parse_time
+from ._records import NodeRecord, PodRecord, Taint, nodeclass_from_json, nodeset_from_json, parse_time
 from ._resources import NODECLASSES, NODESETS
 from ._workqueue import Reconcile, Result, WorkQueue, run_workers
 
@@ -46,6 +46,7 @@ __all__ = [
     "KubeClient",
     "NodeRecord",
     "ObjectReference",
+    "PodRecord",
     "Reconcile",
     "Resource",
     "Result",

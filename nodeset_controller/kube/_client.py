@@ -109,6 +109,8 @@ class KubeClient:
     def __init__(self, configuration: k8s_client.Configuration, user_agent: str = "kube-node") -> None:
         self.configuration = configuration
         self.host = configuration.host.rstrip("/")
+        # One connection per concurrent caller: controllers, informers and the simulated kubelets share it.
+        configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, 64)
         self._rest = k8s_rest.RESTClientObject(configuration)
         self._pool = self._rest.pool_manager
         self._user_agent = user_agent
@@ -231,9 +233,18 @@ class KubeClient:
         """LIST a collection; ``params`` are query parameters (labelSelector, limit, resourceVersion...)."""
         return self.request("GET", resource.path(None, namespace), params=params)
 
-    def create(self, resource: Resource, body: JSON, namespace: str | None = None, **params: Any) -> JSON:
-        """POST a new object."""
-        return self.request("POST", resource.path(None, namespace), body=body, params=params)
+    def create(
+        self,
+        resource: Resource,
+        body: JSON,
+        namespace: str | None = None,
+        *,
+        name: str | None = None,
+        subresource: str | None = None,
+        **params: Any,
+    ) -> JSON:
+        """POST a new object (or, with ``name`` and ``subresource``, to a subresource such as eviction)."""
+        return self.request("POST", resource.path(name, namespace, subresource), body=body, params=params)
 
     def replace(
         self, resource: Resource, name: str, body: JSON, namespace: str | None = None, subresource: str | None = None

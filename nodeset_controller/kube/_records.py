@@ -49,6 +49,7 @@ class NodeRecord:
     ready: bool | None  #: the Ready condition: True, False, or None when Unknown or absent
     ready_changed: float | None  #: when the Ready condition last changed
     allocatable: dict[str, str] = field(default_factory=dict)
+    owner_uid: str = ""  #: the uid of the NodeSet that owns it (its controller ownerReference), if any
 
     @classmethod
     def from_json(cls, obj: JSON) -> NodeRecord:
@@ -77,11 +78,56 @@ class NodeRecord:
             ready=ready,
             ready_changed=ready_changed,
             allocatable=dict(status.get("allocatable") or {}),
+            owner_uid=next(
+                (o.get("uid", "") for o in meta.get("ownerReferences") or () if o.get("kind") == "NodeSet"), ""
+            ),
         )
 
     def has_taint(self, key: str) -> bool:
         """Whether the Node carries a taint with this key."""
         return any(t.key == key for t in self.taints)
+
+
+@dataclass(frozen=True)
+class PodRecord:
+    """What kube-node needs to know about a pod bound to a node (draining, the simulated kubelet)."""
+
+    namespace: str
+    name: str
+    uid: str
+    node: str
+    phase: str
+    deleting: bool
+    owner_kind: str  #: the kind of its controller (ReplicaSet, DaemonSet, ...), or ""
+    mirror: bool  #: a static pod's mirror, which cannot be evicted
+    containers: tuple[tuple[str, str], ...]  #: (name, image)
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def finished(self) -> bool:
+        """Succeeded or Failed: nothing left to evict."""
+        return self.phase in ("Succeeded", "Failed")
+
+    @classmethod
+    def from_json(cls, obj: JSON) -> PodRecord:
+        """Build the record from a pod as the API server returns it."""
+        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+        owner_kind = next((o.get("kind", "") for o in meta.get("ownerReferences") or () if o.get("controller")), "")
+        return cls(
+            namespace=meta.get("namespace", ""),
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            node=spec.get("nodeName", ""),
+            phase=status.get("phase", "Pending"),
+            deleting=bool(meta.get("deletionTimestamp")),
+            owner_kind=owner_kind,
+            mirror="kubernetes.io/config.mirror" in (meta.get("annotations") or {}),
+            containers=tuple((c["name"], c.get("image", "")) for c in spec.get("containers") or ()),
+        )
 
 
 def nodeclass_from_json(obj: JSON) -> NodeClass:

@@ -18,6 +18,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._client import ApiError
+
 log = logging.getLogger(__name__)
 
 
@@ -171,6 +173,12 @@ def run_workers(queue: WorkQueue, reconcile: Reconcile, workers: int, stop: thre
                 continue
             try:
                 result = reconcile(key)
+            except ApiError as error:
+                delay = queue.add_rate_limited(key)
+                if error.conflict:  # optimistic concurrency at work: reconcile again from fresh state
+                    log.debug("%s: %s changed while reconciling; again in %.1f s", queue.name, key, delay)
+                else:
+                    log.error("%s: reconciling %s failed: %s; retrying in %.1f s", queue.name, key, error, delay)
             except Exception:
                 delay = queue.add_rate_limited(key)
                 log.exception("%s: reconciling %s failed; retrying in %.1f s", queue.name, key, delay)

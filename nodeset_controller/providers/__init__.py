@@ -15,7 +15,7 @@ from ._machine import (
     machine_name,
 )
 from ._registry import ProviderRegistry
-from ._simkubelet import SimulatedKubelets
+from ._simkubelet import SimulatedKubelets, bound_pods_informer
 from ._simulator import SimulatorCloud, SimulatorProvider, SimulatorSettings
 from ._userdata import UserDataError, render_user_data
 
@@ -37,6 +37,7 @@ __all__ = [
     "SimulatorProvider",
     "SimulatorSettings",
     "UserDataError",
+    "bound_pods_informer",
     "classify_error",
     "machine_name",
     "render_user_data",

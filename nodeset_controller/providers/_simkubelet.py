@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..kube import JSON, LEASES, NODES, PODS, STRATEGIC_MERGE_PATCH, ApiError, Informer, KubeClient
+from ..kube import LEASES, NODES, PODS, STRATEGIC_MERGE_PATCH, ApiError, Informer, KubeClient, PodRecord
 from ._machine import MachineState
 from ._simulator import SimulatedMachine, SimulatorCloud
 
@@ -33,31 +33,11 @@ def _now_rfc3339(micro: bool = False) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
-class PodRecord:
-    """What the simulated kubelet needs of a pod."""
-
-    namespace: str
-    name: str
-    uid: str
-    node: str
-    phase: str
-    deleting: bool
-    containers: tuple[tuple[str, str], ...]  #: (name, image)
-
-    @classmethod
-    def from_json(cls, obj: JSON) -> PodRecord:
-        """Build the record from a pod as the API server returns it."""
-        meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
-        return cls(
-            namespace=meta.get("namespace", ""),
-            name=meta["name"],
-            uid=meta.get("uid", ""),
-            node=spec.get("nodeName", ""),
-            phase=status.get("phase", "Pending"),
-            deleting=bool(meta.get("deletionTimestamp")),
-            containers=tuple((c["name"], c.get("image", "")) for c in spec.get("containers") or ()),
-        )
+def bound_pods_informer(client: KubeClient) -> Informer[PodRecord]:
+    """A cache of the pods bound to a node, indexed by node name."""
+    return Informer(
+        client, PODS, PodRecord.from_json, field_selector="spec.nodeName!=", indexers={"node": lambda p: (p.node,)}
+    )
 
 
 @dataclass
@@ -81,6 +61,7 @@ class SimulatedKubelets:
         workers: int = 16,
         tick: float = 0.2,
         node_uid: Callable[[str], str | None] | None = None,
+        pods: Informer[PodRecord] | None = None,
     ) -> None:
         self._client = client
         self._cloud = cloud
@@ -93,21 +74,22 @@ class SimulatedKubelets:
         self._kubelets: dict[str, _Kubelet] = {}  # by node name
         self._pods_in_flight: set[str] = set()
         self._stop = threading.Event()
-        self.pods = Informer(
-            client, PODS, PodRecord.from_json, field_selector="spec.nodeName!=", indexers={"node": lambda p: (p.node,)}
-        )
+        self._own_pods = pods is None
+        self.pods = pods if pods is not None else bound_pods_informer(client)  # an empty cache is falsy
         self.pods.add_handler(self._on_pod)
         self._thread = threading.Thread(target=self._run, name="simkubelets", daemon=True)
 
     def start(self) -> None:
-        """Start watching pods and running kubelets."""
-        self.pods.start()
+        """Start watching pods (unless the pod cache was given, and so is started by its owner) and kubelets."""
+        if self._own_pods:
+            self.pods.start()
         self._thread.start()
 
     def stop(self) -> None:
         """Stop every kubelet (their Nodes stop heartbeating)."""
         self._stop.set()
-        self.pods.stop()
+        if self._own_pods:
+            self.pods.stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def running_nodes(self) -> list[str]:
