@@ -30,7 +30,7 @@ ANNOTATION_DRAIN_STARTED: Final = f"{GROUP}/drain-started"
 ANNOTATION_REMOVAL_REASON: Final = f"{GROUP}/removal-reason"
 #: The provider's own id of the machine behind a Node.
 ANNOTATION_MACHINE_ID: Final = f"{GROUP}/machine-id"
-#: The machine's phase as kube-node last saw it (Pending, Creating, Running, Failed, Deleting).
+#: The machine's phase as kube-node last saw it (Pending, Creating, Running, Failed).
 ANNOTATION_MACHINE_PHASE: Final = f"{GROUP}/machine-phase"
 #: The last error creating or destroying the machine, if any.
 ANNOTATION_MACHINE_ERROR: Final = f"{GROUP}/machine-error"

@@ -77,7 +77,6 @@ class Phase:
     CREATING = "Creating"  #: the machine exists and is booting
     RUNNING = "Running"  #: the machine runs
     FAILED = "Failed"  #: the machine failed or vanished; it will not come back by itself
-    DELETING = "Deleting"  #: the Node is being deleted and its machine destroyed
 
 
 @dataclass(frozen=True)
@@ -292,10 +291,6 @@ class NodeController:
                 f"it, or remove the {FINALIZER_MACHINE} finalizer by hand once the machine is gone",
             )
             return None
-        if node.annotations.get(ANNOTATION_MACHINE_PHASE) != Phase.DELETING:
-            self._patch(
-                node, {"metadata": {"annotations": {ANNOTATION_MACHINE_PHASE: Phase.DELETING}}}, precondition=False
-            )
         try:
             self._providers.provider_for(nodeclass).destroy(name)
         except ProviderError as error:
@@ -307,19 +302,26 @@ class NodeController:
             )
             return Result(backoff=True)
         self._event(node, "Normal", "MachineDestroyed", f"destroyed machine {name}")
-        try:
-            current = self._client.get(NODES, node.name)
-        except ApiError as error:
-            if error.not_found:
-                return None  # someone removed the finalizer by hand, and the Node is gone
-            raise
-        finalizers = [f for f in current["metadata"].get("finalizers") or [] if f != FINALIZER_MACHINE]
-        self._client.patch(
-            NODES,
-            node.name,
-            {"metadata": {"resourceVersion": current["metadata"]["resourceVersion"], "finalizers": finalizers or None}},
-        )
+        self._remove_finalizer(node)
         return None
+
+    def _remove_finalizer(self, node: NodeRecord) -> None:
+        """Remove our finalizer, from the cached record first and, if that is stale, from a fresh read."""
+        finalizers, version = list(node.finalizers), node.resource_version
+        for attempt in range(2):
+            remaining = [f for f in finalizers if f != FINALIZER_MACHINE]
+            patch = {"metadata": {"resourceVersion": version, "finalizers": remaining or None}}
+            try:
+                self._client.patch(NODES, node.name, patch)
+                return
+            except ApiError as error:
+                if error.not_found:
+                    return  # someone removed the finalizer by hand, and the Node is gone
+                if not error.conflict or attempt:
+                    raise
+            current = self._client.get(NODES, node.name)
+            finalizers = current["metadata"].get("finalizers") or []
+            version = current["metadata"]["resourceVersion"]
 
     # -- helpers -----------------------------------------------------------------------------------------
 

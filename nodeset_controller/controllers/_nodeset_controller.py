@@ -339,6 +339,9 @@ class NodeSetController:
     def _start_removal(self, nodeset: NodeSet, node: NodeRecord, reason: str) -> None:
         """Cordon ``node`` and mark it as leaving; a failed machine's Node (Replace) is deleted without a drain."""
         drain = nodeset.spec.drain.timeout_seconds > 0 and reason == "ScaleDown"
+        if not drain and reason == "ScaleDown":
+            self._delete_node(nodeset, node, "scale-down")  # nothing to drain: no cordon needed either
+            return
         patch: dict[str, Any] = {
             "metadata": {
                 "resourceVersion": node.resource_version,

@@ -1,0 +1,105 @@
+"""What the benchmarks share: a control plane, kube-node as its own process, plain Node creates, memory."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from kube_node.controlplane import ControlPlane  # noqa: E402
+from nodeset_controller.kube import NODECLASSES, NODES, KubeClient, install_crds  # noqa: E402
+
+
+@contextlib.contextmanager
+def control_plane() -> Iterator[tuple[ControlPlane, KubeClient, Path]]:
+    """A fresh control plane with the CRDs, an admin client, and a scratch directory."""
+    with tempfile.TemporaryDirectory(prefix="kube-node-bench-") as tmp, ControlPlane(Path(tmp) / "cp") as plane:
+        client = KubeClient.from_kubeconfig(plane.kubeconfig)
+        install_crds(client)
+        print(f"control plane ready in {plane.startup_seconds:.1f} s")
+        yield plane, client, Path(tmp)
+
+
+def create_nodes(client: KubeClient, names: list[str], labels: dict[str, str], threads: int) -> float:
+    """Create the Nodes with ``threads`` concurrent clients; returns the seconds it took."""
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda n: client.create(NODES, {"metadata": {"name": n, "labels": labels}}), names))
+    return time.monotonic() - start
+
+
+def plain_creates(client: KubeClient, count: int, threads: int) -> float:
+    """Create ``count`` plain Nodes (no kube-node label), time it, and delete them again."""
+    names = [f"plain-{i:05d}" for i in range(count)]
+    seconds = create_nodes(client, names, {"bench": "plain"}, threads)
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda n: client.delete(NODES, n), names))
+    print(f"created {count} plain Nodes in {seconds:.2f} s")
+    return seconds
+
+
+def simulator_nodeclass(client: KubeClient, name: str = "bench") -> None:
+    """A simulator NodeClass with no boot delay."""
+    client.create(
+        NODECLASSES,
+        {
+            "apiVersion": "kube-node.io/v1alpha1",
+            "kind": "NodeClass",
+            "metadata": {"name": name},
+            "spec": {
+                "provider": "simulator",
+                "capacity": {"cpu": "4", "memory": "16Gi"},
+                "driverOptions": {"bootDelaySeconds": 0},
+            },
+        },
+    )
+
+
+@contextlib.contextmanager
+def kube_node(plane: ControlPlane, scratch: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``kube-node run`` with the simulator, as its own process (so its memory can be read)."""
+    log: IO[Any] = open(scratch / "kube-node.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kube_node",
+            "--log-level",
+            "WARNING",
+            "run",
+            "--kubeconfig",
+            str(plane.kubeconfig),
+            "--simulator-dir",
+            str(scratch / "sim"),
+            *extra,
+        ],
+        stdout=log,
+        stderr=log,
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        time.sleep(2)  # let it sync its (empty) caches
+        yield process
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set (VmHWM), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
