@@ -1,1 +1,25 @@
 """The cluster-autoscaler's externalgrpc CloudProvider, serving NodeSets as node groups."""
+
+from ._cloud_provider import (
+    CLUSTER_AUTOSCALER_MODE,
+    DEFAULT_MAX_SIZE,
+    CloudProviderService,
+    RpcError,
+    parse_go_duration,
+)
+from ._server import SERVICE_NAME, ProviderServer, TLSConfigError, TLSFiles
+from ._template import template_labels, template_node
+
+__all__ = [
+    "CLUSTER_AUTOSCALER_MODE",
+    "DEFAULT_MAX_SIZE",
+    "SERVICE_NAME",
+    "CloudProviderService",
+    "ProviderServer",
+    "RpcError",
+    "TLSConfigError",
+    "TLSFiles",
+    "parse_go_duration",
+    "template_labels",
+    "template_node",
+]

@@ -81,6 +81,7 @@ def kube_node(plane: ControlPlane, scratch: Path, *extra: str) -> Iterator[subpr
             str(plane.kubeconfig),
             "--simulator-dir",
             str(scratch / "sim"),
+            "--grpc-address=",
             *extra,
         ],
         stdout=log,

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from autoscaler_provider import ProviderServer
 from nodeset_controller.controllers import Manager, ManagerSettings
 from nodeset_controller.kube import KubeClient, install_crds
 
+from ._provider import make_provider_certificates, serve_provider, write_cloud_config
 from ._samples import SAMPLES_DIR, apply_samples
 from .controlplane import Binaries, ControlPlane, find_binaries, pid_alive
 
@@ -42,6 +44,7 @@ def default_state_dir() -> Path:
 class DevState:
     """What a running dev environment recorded in ``<state dir>/state.json``."""
 
+    cloud_config: str
     pid: int
     server: str
     kubeconfig: str
@@ -80,6 +83,10 @@ def usage(state: DevState, state_dir: Path) -> str:
             "  kubectl get nodes -w",
             "  kubectl scale nodeset demo --replicas=5",
             "  kubectl explain nodeset.spec",
+            "",
+            "The cluster-autoscaler provider serves NodeSets with autoscaling.mode ClusterAutoscaler, over mutual TLS:",
+            f"  cluster-autoscaler --cloud-provider=externalgrpc --cloud-config={state.cloud_config} \\",
+            f"    --kubeconfig={state.kubeconfig} --leader-elect=false",
             "",
             f"Logs: {state_dir / 'kube-node.log'} and {state_dir / 'controlplane' / 'logs'}",
             "Stop it with: kube-node dev down",
@@ -151,6 +158,7 @@ def serve(state_dir: Path) -> int:
     binaries = find_binaries(build=False)
     control_plane = ControlPlane(state_dir / "controlplane", binaries=binaries)
     manager: Manager | None = None
+    provider: ProviderServer | None = None
     try:
         control_plane.start()
         control_plane.start_scheduler()
@@ -161,8 +169,12 @@ def serve(state_dir: Path) -> int:
         log.info("applied samples: %s", ", ".join(created) or "(all existed)")
         manager = Manager(client, ManagerSettings(simulator_dir=state_dir / "simulator"))
         manager.start()
+        certificates = make_provider_certificates(state_dir / "provider-tls")
+        provider = serve_provider(manager, "127.0.0.1:0", certificates.server_tls)
+        cloud_config = write_cloud_config(state_dir / "cloud-config.yaml", f"127.0.0.1:{provider.port}", certificates)
         _write_env_file(state_dir, control_plane, binaries)
         DevState(
+            cloud_config=str(cloud_config),
             pid=os.getpid(),
             server=control_plane.server,
             kubeconfig=str(control_plane.kubeconfig),
@@ -183,6 +195,8 @@ def serve(state_dir: Path) -> int:
         return 0
     finally:
         (state_dir / "state.json").unlink(missing_ok=True)
+        if provider is not None:
+            provider.stop()
         if manager is not None:
             manager.stop()
         control_plane.stop()

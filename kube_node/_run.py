@@ -7,8 +7,11 @@ import signal
 import threading
 from pathlib import Path
 
+from autoscaler_provider import TLSFiles
 from nodeset_controller.controllers import Manager, ManagerSettings, NodeControllerSettings
 from nodeset_controller.kube import KubeClient, install_crds
+
+from ._provider import serve_provider
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +26,8 @@ def run(
     orphan_grace: float,
     sweep_interval: float,
     install: bool,
+    grpc_address: str,
+    grpc_tls: TLSFiles | None,
 ) -> int:
     """Run kube-node until SIGTERM or SIGINT; returns the exit code."""
     stop = threading.Event()
@@ -39,8 +44,11 @@ def run(
     )
     manager = Manager(client, settings)
     manager.start()
+    server = serve_provider(manager, grpc_address, grpc_tls) if grpc_address else None
     log.info("kube-node is running against %s (cluster %s)", client.host, cluster)
     stop.wait()
     log.info("shutting down")
+    if server is not None:
+        server.stop()
     manager.stop()
     return 0

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from autoscaler_provider import TLSFiles
 from nodeset_controller.api import crd_yaml
 
 from . import __version__, _dev, _run
@@ -90,6 +91,31 @@ def build_parser() -> argparse.ArgumentParser:
         "(default 30)",
     )
     run.add_argument(
+        "--grpc-address",
+        default=_env("GRPC_ADDRESS", "127.0.0.1:8086"),
+        help="where the cluster-autoscaler externalgrpc provider listens (host:port; empty disables it; "
+        "default 127.0.0.1:8086)",
+    )
+    run.add_argument(
+        "--grpc-cert",
+        type=Path,
+        default=_env_optional("GRPC_CERT"),
+        help="the provider's TLS certificate (PEM); with --grpc-key and --grpc-client-ca",
+    )
+    run.add_argument("--grpc-key", type=Path, default=_env_optional("GRPC_KEY"), help="its private key (PEM)")
+    run.add_argument(
+        "--grpc-client-ca",
+        type=Path,
+        default=_env_optional("GRPC_CLIENT_CA"),
+        help="the CA that client certificates must chain to; clients without one are refused",
+    )
+    run.add_argument(
+        "--grpc-insecure",
+        action="store_true",
+        default=_env("GRPC_INSECURE", "") == "true",
+        help="serve the provider without TLS (anyone who reaches it can create and delete machines)",
+    )
+    run.add_argument(
         "--install-crds",
         action="store_true",
         default=_env("INSTALL_CRDS", "") == "true",
@@ -134,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             orphan_grace=args.orphan_grace_period,
             sweep_interval=args.sweep_interval,
             install=args.install_crds,
+            grpc_address=args.grpc_address,
+            grpc_tls=_grpc_tls(args),
         )
     if args.command == "crds":
         sys.stdout.write(crd_yaml())
@@ -146,6 +174,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dev.down(state_dir)
         return _dev.serve(state_dir)
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def _grpc_tls(args: argparse.Namespace) -> TLSFiles | None:
+    """Mutual TLS from the three files, or None with --grpc-insecure; anything in between is a usage error."""
+    files = (args.grpc_cert, args.grpc_key, args.grpc_client_ca)
+    if args.grpc_insecure or not args.grpc_address:
+        return None
+    if not all(files):
+        raise SystemExit(
+            "kube-node run: the cluster-autoscaler provider uses mutual TLS: give --grpc-cert, --grpc-key and "
+            "--grpc-client-ca, or --grpc-insecure to serve it in plaintext, or --grpc-address= to disable it"
+        )
+    return TLSFiles(cert=args.grpc_cert, key=args.grpc_key, client_ca=args.grpc_client_ca)
 
 
 def _env(name: str, default: str) -> str:

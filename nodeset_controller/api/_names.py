@@ -24,6 +24,11 @@ FINALIZER_MACHINE: Final = f"{GROUP}/machine"
 TAINT_STARTUP: Final = "startup-taint.cluster-autoscaler.kubernetes.io/kube-node"
 #: Set by the autoscaler provider (or a person) to ask the NodeSetController to remove this Node first.
 ANNOTATION_DELETE_REQUESTED: Final = f"{GROUP}/delete-requested"
+#: On a NodeSet: the Nodes (comma-separated names) whose removal was asked for, together with the matching
+#: decrease of replicas in the same write, so that a request is either wholly recorded or not at all.
+ANNOTATION_DELETE_REQUESTED_NODES: Final = f"{GROUP}/delete-requested-nodes"
+#: Label on the Nodes of NodeClasses with a gpuType, naming it; the cluster-autoscaler's GPU label.
+LABEL_GPU: Final = f"{GROUP}/gpu-type"
 #: When kube-node started removing a Node (RFC 3339); its presence means the Node is leaving its NodeSet.
 ANNOTATION_DRAIN_STARTED: Final = f"{GROUP}/drain-started"
 #: Why kube-node is removing a Node: ScaleDown (drained first) or Replace (its machine failed).
@@ -34,6 +39,8 @@ ANNOTATION_MACHINE_ID: Final = f"{GROUP}/machine-id"
 ANNOTATION_MACHINE_PHASE: Final = f"{GROUP}/machine-phase"
 #: The last error creating or destroying the machine, if any.
 ANNOTATION_MACHINE_ERROR: Final = f"{GROUP}/machine-error"
+#: A stable short code for that error (QUOTA_EXCEEDED, STOCKOUT, IMAGE_NOT_FOUND, ...).
+ANNOTATION_MACHINE_ERROR_CODE: Final = f"{GROUP}/machine-error-code"
 #: How that error should be treated: OutOfResources (quota, stockout), InvalidConfiguration, Transient, Other.
 ANNOTATION_MACHINE_ERROR_CLASS: Final = f"{GROUP}/machine-error-class"
 

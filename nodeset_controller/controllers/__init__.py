@@ -3,6 +3,7 @@
 from ._manager import Manager, ManagerSettings
 from ._node_controller import FAILPOINT_ENV, NodeController, NodeControllerSettings, Phase
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
+from ._removal import request_removal, requested_nodes
 from ._scale_down import choose_victims, is_failed, is_ready
 
 __all__ = [
@@ -17,4 +18,6 @@ __all__ = [
     "choose_victims",
     "is_failed",
     "is_ready",
+    "request_removal",
+    "requested_nodes",
 ]

@@ -29,6 +29,7 @@ from typing import Any
 from ..api import (
     ANNOTATION_MACHINE_ERROR,
     ANNOTATION_MACHINE_ERROR_CLASS,
+    ANNOTATION_MACHINE_ERROR_CODE,
     ANNOTATION_MACHINE_ID,
     ANNOTATION_MACHINE_PHASE,
     FINALIZER_MACHINE,
@@ -205,6 +206,7 @@ class NodeController:
                 "MachineCreateFailed",
                 f"creating machine {machine_name(node.name, node.uid)}: {error} [{error.code}]",
                 error_class=error.error_class,
+                code=error.code,
             )
             return Result(backoff=True) if error.retryable else None
         if os.environ.get(FAILPOINT_ENV) == "kill":
@@ -221,6 +223,7 @@ class NodeController:
                         ANNOTATION_MACHINE_PHASE: phase,
                         ANNOTATION_MACHINE_ERROR: None,
                         ANNOTATION_MACHINE_ERROR_CLASS: None,
+                        ANNOTATION_MACHINE_ERROR_CODE: None,
                     },
                 }
             },
@@ -257,6 +260,7 @@ class NodeController:
         if phase == Phase.FAILED and node.annotations.get(ANNOTATION_MACHINE_ERROR) != error_text:
             annotations[ANNOTATION_MACHINE_ERROR] = error_text
             annotations[ANNOTATION_MACHINE_ERROR_CLASS] = str(ErrorClass.OTHER)
+            annotations[ANNOTATION_MACHINE_ERROR_CODE] = "MACHINE_FAILED" if machine else "MACHINE_NOT_FOUND"
         patch: dict[str, Any] = {"metadata": {"resourceVersion": node.resource_version}}
         if annotations:
             patch["metadata"]["annotations"] = annotations
@@ -299,6 +303,7 @@ class NodeController:
                 "MachineDestroyFailed",
                 f"destroying machine {name}: {error} [{error.code}]",
                 error_class=error.error_class,
+                code=error.code,
             )
             return Result(backoff=True)
         self._event(node, "Normal", "MachineDestroyed", f"destroyed machine {name}")
@@ -364,15 +369,20 @@ class NodeController:
             raise
 
     def _record_problem(
-        self, node: NodeRecord, reason: str, message: str, error_class: ErrorClass | None = None
+        self,
+        node: NodeRecord,
+        reason: str,
+        message: str,
+        error_class: ErrorClass | None = None,
+        code: str | None = None,
     ) -> None:
         self._event(node, "Warning", reason, message)
-        error_class = error_class or ErrorClass.INVALID_CONFIGURATION
-        if (
-            node.annotations.get(ANNOTATION_MACHINE_ERROR) != message
-            or node.annotations.get(ANNOTATION_MACHINE_ERROR_CLASS) != error_class
-        ):
-            annotations = {ANNOTATION_MACHINE_ERROR: message, ANNOTATION_MACHINE_ERROR_CLASS: str(error_class)}
+        annotations = {
+            ANNOTATION_MACHINE_ERROR: message,
+            ANNOTATION_MACHINE_ERROR_CLASS: str(error_class or ErrorClass.INVALID_CONFIGURATION),
+            ANNOTATION_MACHINE_ERROR_CODE: code or _code_for(reason),
+        }
+        if any(node.annotations.get(key) != value for key, value in annotations.items()):
             self._patch(node, {"metadata": {"annotations": annotations}}, precondition=False)
 
     def _event(self, node: NodeRecord, type_: EventType, reason: str, message: str) -> None:
@@ -454,6 +464,11 @@ class NodeController:
     def _owned(self, machine: Machine) -> bool:
         node = self._nodes.get(machine.node_name or "")
         return node is not None and machine_name(node.name, node.uid) == machine.name
+
+
+def _code_for(reason: str) -> str:
+    """A stable error code from an Event reason: NodeClassNotFound -> NODE_CLASS_NOT_FOUND."""
+    return "".join(f"_{c}" if c.isupper() and i else c for i, c in enumerate(reason)).upper()
 
 
 def _phase_of(machine: Machine) -> str:

@@ -38,6 +38,7 @@ from ..api import (
     ANNOTATION_REMOVAL_REASON,
     API_VERSION,
     FINALIZER_MACHINE,
+    LABEL_GPU,
     LABEL_NODECLASS,
     LABEL_NODESET,
     NODESET_KIND,
@@ -66,6 +67,7 @@ from ..kube import (
 )
 from ._drain import Drainer
 from ._expectations import Expectations
+from ._removal import prune_requested, request_removal, requested_nodes
 from ._scale_down import choose_victims, is_failed, is_ready
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,9 @@ class NodeSetControllerSettings:
     resync: float = 30.0
     replacement_backoff: float = 5.0  #: the first pause after a replacement; doubles while they keep failing
     replacement_backoff_max: float = 300.0
+    #: In ClusterAutoscaler mode, how long a failed instance stays for the autoscaler to see (its loop is
+    #: 10 s by default) before kube-node removes it and lowers replicas.
+    failed_instance_ttl: float = 60.0
 
 
 class NodeSetController:
@@ -197,6 +202,12 @@ class NodeSetController:
                 requeue = _DRAIN_POLL
         active, replacing = self._replace_failed(nodeset, active, members, now)
 
+        requested = requested_nodes(nodeset)
+        if requested - {n.name for n in members}:
+            prune_requested(self._client, nodeset, {n.name for n in members})
+        if nodeset.spec.autoscaling.mode == "ClusterAutoscaler":
+            self._remove_failed_instances(nodeset, active, requested, now)
+
         nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
         desired = nodeset.spec.replicas
         current = len(active) + len(pending_creations)
@@ -210,6 +221,7 @@ class NodeSetController:
                 nodeset.spec.delete_policy,
                 now=now,
                 registration_timeout=nodeset.spec.replacement.registration_timeout_seconds,
+                requested=requested,
             )
             for node in victims:
                 self._start_removal(nodeset, node, "ScaleDown")
@@ -276,6 +288,8 @@ class NodeSetController:
             LABEL_NODESET: set_name,
             LABEL_NODECLASS: class_name,
         }
+        if nodeclass.spec.gpu_type:
+            labels[LABEL_GPU] = nodeclass.spec.gpu_type
         taints = [_taint_dict(t.key, t.value, t.effect) for t in nodeclass.spec.taints]
         taints += [_taint_dict(t.key, t.value, t.effect) for t in (template.spec.taints if template else [])]
         taints.append({"key": TAINT_STARTUP, "effect": "NoSchedule"})
@@ -335,6 +349,30 @@ class NodeSetController:
         with self._lock:
             self._replace_after[name] = (now + pause, min(pause * 2, self.settings.replacement_backoff_max))
         return [n for n in active if n not in chosen], in_flight + len(chosen)
+
+    def _remove_failed_instances(
+        self, nodeset: NodeSet, active: list[NodeRecord], requested: set[str], now: float
+    ) -> None:
+        """In ClusterAutoscaler mode a failed machine is not replaced: the autoscaler sees the error in
+        NodeGroupNodes, backs the group off and tries another. Once it had time to see it, kube-node removes
+        the Node and lowers replicas with it, as a cloud's instance group drops a failed instance, so the
+        failed replica is neither kept for the autoscaler's 20-minute unready timeout nor recreated later when
+        quota frees up, when nobody wants it any more."""
+        ttl = self.settings.failed_instance_ttl
+        timeout = nodeset.spec.replacement.registration_timeout_seconds
+        expired = [
+            n.name for n in active if n.name not in requested and is_failed(n, now, timeout) and now - n.created >= ttl
+        ]
+        if expired:
+            removed = request_removal(self._client, nodeset.metadata.name, expired)
+            if removed:
+                self._event_nodeset(
+                    nodeset,
+                    "Warning",
+                    "RemovingFailedInstances",
+                    f"removing {removed} Nodes whose machine failed, and lowering replicas with them: "
+                    f"{', '.join(sorted(expired)[:5])}",
+                )
 
     def _start_removal(self, nodeset: NodeSet, node: NodeRecord, reason: str) -> None:
         """Cordon ``node`` and mark it as leaving; a failed machine's Node (Replace) is deleted without a drain."""

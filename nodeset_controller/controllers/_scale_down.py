@@ -2,7 +2,8 @@
 
 Victims are taken in this order, and within each group by the NodeSet's deletePolicy:
 
-1. Nodes asked for by name (annotation ``kube-node.io/delete-requested``; the autoscaler provider sets it);
+1. Nodes asked for by name: listed in the NodeSet's ``kube-node.io/delete-requested-nodes`` (the autoscaler
+   provider's DeleteNodes), or annotated ``kube-node.io/delete-requested`` (by a person);
 2. Nodes whose machine failed (see :func:`is_failed`);
 3. Nodes that are not Ready;
 4. the rest: Oldest (created first), Newest (created last) or Random.
@@ -48,6 +49,7 @@ def choose_victims(
     *,
     now: float,
     registration_timeout: float,
+    requested: set[str] | frozenset[str] = frozenset(),
     rng: random.Random | None = None,
 ) -> list[NodeRecord]:
     """The ``count`` Nodes to remove first, in the documented order."""
@@ -58,7 +60,7 @@ def choose_victims(
     rng.shuffle(shuffled)  # Random policy; also breaks ties fairly for the others
 
     def group(node: NodeRecord) -> int:
-        if ANNOTATION_DELETE_REQUESTED in node.annotations:
+        if node.name in requested or ANNOTATION_DELETE_REQUESTED in node.annotations:
             return 0
         if is_failed(node, now, registration_timeout):
             return 1

@@ -118,6 +118,7 @@ def test_a_crash_between_create_and_record_never_makes_a_second_machine(
         str(control_plane.kubeconfig),
         "--simulator-dir",
         str(simulator_dir),
+        "--grpc-address=",
     ]
     log = (tmp_path / "kube-node.log").open("w")
     crashing = subprocess.Popen(args, env={**os.environ, FAILPOINT_ENV: "kill"}, stdout=log, stderr=log)

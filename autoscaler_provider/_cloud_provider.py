@@ -1,0 +1,485 @@
+"""The externalgrpc CloudProvider service: NodeGroups are the NodeSets handed to the cluster-autoscaler.
+
+Reads come from the watch-fed caches the controllers share (the client calls NodeGroupForNode once per node
+and GetOptions twice per node every loop, so every read is answered from memory). State changes only by
+writing API objects with optimistic concurrency: ``spec.replicas`` through the scale subresource, and
+removal requests on the NodeSet (see nodeset_controller.controllers._removal); the controllers do the rest.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import duration_pb2
+
+from nodeset_controller.api import (
+    ANNOTATION_DRAIN_STARTED,
+    ANNOTATION_MACHINE_ERROR,
+    ANNOTATION_MACHINE_ERROR_CLASS,
+    ANNOTATION_MACHINE_ERROR_CODE,
+    ANNOTATION_MACHINE_ID,
+    ANNOTATION_MACHINE_PHASE,
+    LABEL_GPU,
+    LABEL_NODESET,
+    NodeClass,
+    NodeSet,
+)
+from nodeset_controller.controllers import request_removal, requested_nodes
+from nodeset_controller.kube import NODESETS, ApiError, Informer, KubeClient, NodeRecord
+
+from ._proto import externalgrpc_pb2 as pb
+from ._proto import externalgrpc_pb2_grpc as pb_grpc
+from ._template import template_node
+
+log = logging.getLogger(__name__)
+
+CLUSTER_AUTOSCALER_MODE = "ClusterAutoscaler"
+#: maxSize of a NodeSet without maxReplicas.
+DEFAULT_MAX_SIZE = 1000
+#: instanceErrorClass values (cloudprovider.InstanceErrorClass).
+OUT_OF_RESOURCES_ERROR_CLASS = 1
+OTHER_ERROR_CLASS = 99
+
+#: How long a write waits for the watch to bring it into the cache (well inside the client's 5 s timeout).
+_CACHE_CATCH_UP = 2.0
+
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+
+
+class RpcError(Exception):
+    """An error to answer with a precise gRPC status."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _rpc(
+    handler: Callable[[CloudProviderService, _Request], _Response],
+) -> Callable[[CloudProviderService, _Request, grpc.ServicerContext], _Response]:
+    """Turn an RPC handler's errors into statuses: RpcError as given, API errors by kind, anything else
+    INTERNAL (logged) so nothing a client sends can take the server down."""
+
+    @functools.wraps(handler)
+    def wrapper(self: CloudProviderService, request: _Request, context: grpc.ServicerContext) -> _Response:
+        try:
+            return handler(self, request)
+        except RpcError as error:
+            context.abort(error.code, error.message)
+        except ApiError as error:
+            code = grpc.StatusCode.ABORTED if error.conflict else grpc.StatusCode.UNAVAILABLE
+            if error.invalid:
+                code = grpc.StatusCode.INVALID_ARGUMENT
+            context.abort(code, f"Kubernetes API: {error}")
+        except Exception as error:
+            log.exception("%s failed", handler.__name__)
+            context.abort(grpc.StatusCode.INTERNAL, f"{handler.__name__}: {type(error).__name__}: {error}")
+        raise AssertionError("unreachable: context.abort raises")
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class _Written:
+    resource_version: int
+    replicas: int
+    at: float
+
+
+class CloudProviderService(pb_grpc.CloudProviderServicer):
+    """All 15 RPCs of the externalgrpc CloudProvider."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        nodesets: Informer[NodeSet],
+        nodes: Informer[NodeRecord],
+        nodeclasses: Informer[NodeClass],
+        *,
+        may_write: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._client = client
+        self._nodesets = nodesets
+        self._nodes = nodes
+        self._nodeclasses = nodeclasses
+        self._may_write = may_write
+        self._lock = threading.Lock()
+        # Targets this server wrote that the cache may not show yet: TargetSize must reflect an increase as
+        # soon as IncreaseSize returns, and the watch takes a moment to deliver it.
+        self._written: dict[str, _Written] = {}
+
+    # -- lookups -----------------------------------------------------------------------------------------
+
+    def _groups(self) -> list[NodeSet]:
+        return sorted(
+            (ns for ns in self._nodesets.list() if ns.spec.autoscaling.mode == CLUSTER_AUTOSCALER_MODE),
+            key=lambda ns: ns.metadata.name,
+        )
+
+    def _group(self, group_id: str) -> NodeSet:
+        if not group_id:
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "node group id is empty")
+        nodeset = self._nodesets.get(group_id)
+        if nodeset is None:
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"node group {group_id}: no NodeSet of that name")
+        if nodeset.spec.autoscaling.mode != CLUSTER_AUTOSCALER_MODE:
+            raise RpcError(
+                grpc.StatusCode.NOT_FOUND,
+                f"node group {group_id}: NodeSet {group_id} has autoscaling.mode {nodeset.spec.autoscaling.mode}, "
+                f"not {CLUSTER_AUTOSCALER_MODE}",
+            )
+        return nodeset
+
+    def _node_group(self, nodeset: NodeSet) -> pb.NodeGroup:
+        spec = nodeset.spec
+        return pb.NodeGroup(
+            id=nodeset.metadata.name,
+            minSize=spec.min_replicas,
+            maxSize=spec.max_replicas if spec.max_replicas is not None else DEFAULT_MAX_SIZE,
+            debug=f"NodeSet {nodeset.metadata.name} (NodeClass {spec.node_class_name}, replicas {spec.replicas})",
+        )
+
+    def _node_of(self, node: pb.ExternalGrpcNode) -> NodeRecord | None:
+        """The managed Node behind a node the client sent: by providerID (real nodes, and the client's fake
+        nodes for unregistered instances, whose name and providerID are the instance id)."""
+        if not node.providerID:
+            return None
+        found = self._nodes.by_index("providerID", node.providerID)
+        return found[0] if found else None
+
+    def _group_of(self, node: pb.ExternalGrpcNode) -> NodeSet | None:
+        record = self._node_of(node)
+        if record is None:
+            return None
+        nodeset = self._nodesets.get(record.labels.get(LABEL_NODESET, ""))
+        if nodeset is None or nodeset.spec.autoscaling.mode != CLUSTER_AUTOSCALER_MODE:
+            return None
+        return nodeset
+
+    def _members(self, nodeset: NodeSet) -> list[NodeRecord]:
+        uid = nodeset.metadata.uid
+        return [
+            n for n in self._nodes.by_index("nodeset", nodeset.metadata.name) if not n.owner_uid or n.owner_uid == uid
+        ]
+
+    def _target(self, nodeset: NodeSet) -> int:
+        cached = nodeset.spec.replicas
+        with self._lock:
+            written = self._written.get(nodeset.metadata.name)
+        if written is None:
+            return cached
+        try:
+            cache_version = int(nodeset.metadata.resource_version or 0)
+        except ValueError:
+            cache_version = 0
+        # resourceVersions are etcd revisions here; a newer write of ours wins until the cache catches up.
+        return written.replicas if written.resource_version > cache_version else cached
+
+    def _remember(self, name: str, body: dict[str, Any]) -> None:
+        """Note a write of ours, and give the cache a moment to show it, so the answers that follow agree."""
+        try:
+            version = int(body["metadata"]["resourceVersion"])
+        except (KeyError, ValueError):
+            return
+        replicas = int(body["spec"].get("replicas", 0))
+        with self._lock:
+            self._written[name] = _Written(version, replicas, time.monotonic())
+        deadline = time.monotonic() + _CACHE_CATCH_UP
+        while time.monotonic() < deadline:
+            cached = self._nodesets.get(name)
+            if cached is None or int(cached.metadata.resource_version or 0) >= version:
+                return
+            time.sleep(0.005)
+
+    def _require_writes(self, rpc: str) -> None:
+        if not self._may_write():
+            raise RpcError(grpc.StatusCode.UNAVAILABLE, f"{rpc}: this kube-node replica is not the leader")
+
+    # -- cluster-level RPCs ------------------------------------------------------------------------------
+
+    @_rpc
+    def NodeGroups(self, request: pb.NodeGroupsRequest) -> pb.NodeGroupsResponse:  # noqa: N802
+        """Every NodeSet handed to the cluster-autoscaler."""
+        return pb.NodeGroupsResponse(nodeGroups=[self._node_group(ns) for ns in self._groups()])
+
+    @_rpc
+    def NodeGroupForNode(self, request: pb.NodeGroupForNodeRequest) -> pb.NodeGroupForNodeResponse:  # noqa: N802
+        """The node's group, or an empty group (never an error) for anything kube-node does not manage."""
+        nodeset = self._group_of(request.node)
+        if nodeset is None:
+            return pb.NodeGroupForNodeResponse(nodeGroup=pb.NodeGroup())
+        return pb.NodeGroupForNodeResponse(nodeGroup=self._node_group(nodeset))
+
+    @_rpc
+    def PricingNodePrice(self, request: pb.PricingNodePriceRequest) -> pb.PricingNodePriceResponse:  # noqa: N802
+        """The NodeClass's hourly price over the interval; UNIMPLEMENTED when the class has none."""
+        nodeset = self._group_of(request.node)
+        if nodeset is None:
+            nodeset = self._nodesets.get(request.node.labels.get(LABEL_NODESET, ""))  # a template node
+        if nodeset is None:
+            raise RpcError(
+                grpc.StatusCode.NOT_FOUND,
+                f"node {request.node.name or request.node.providerID}: not a Node of any kube-node NodeSet",
+            )
+        nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
+        if nodeclass is None or nodeclass.spec.price_per_hour is None:
+            raise RpcError(grpc.StatusCode.UNIMPLEMENTED, f"NodeClass {nodeset.spec.node_class_name} has no price")
+        start = request.startTimestamp.seconds + request.startTimestamp.nanos / 1e9
+        end = request.endTimestamp.seconds + request.endTimestamp.nanos / 1e9
+        if end < start:
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "endTimestamp is before startTimestamp")
+        return pb.PricingNodePriceResponse(price=nodeclass.spec.price_per_hour * (end - start) / 3600.0)
+
+    @_rpc
+    def PricingPodPrice(self, request: pb.PricingPodPriceRequest) -> pb.PricingPodPriceResponse:  # noqa: N802
+        """Pods have no price of their own in kube-node."""
+        raise RpcError(grpc.StatusCode.UNIMPLEMENTED, "kube-node prices nodes, not pods")
+
+    @_rpc
+    def GPULabel(self, request: pb.GPULabelRequest) -> pb.GPULabelResponse:  # noqa: N802
+        """The label that GPU NodeClasses' Nodes carry."""
+        return pb.GPULabelResponse(label=LABEL_GPU)
+
+    @_rpc
+    def GetAvailableGPUTypes(  # noqa: N802
+        self, request: pb.GetAvailableGPUTypesRequest
+    ) -> pb.GetAvailableGPUTypesResponse:
+        """The gpuTypes of all NodeClasses (the client reads only the keys)."""
+        response = pb.GetAvailableGPUTypesResponse()
+        for nodeclass in self._nodeclasses.list():
+            if nodeclass.spec.gpu_type:
+                response.gpuTypes[nodeclass.spec.gpu_type].SetInParent()
+        return response
+
+    @_rpc
+    def Cleanup(self, request: pb.CleanupRequest) -> pb.CleanupResponse:  # noqa: N802
+        """Nothing to clean up: kube-node keeps no state for the client."""
+        return pb.CleanupResponse()
+
+    @_rpc
+    def Refresh(self, request: pb.RefreshRequest) -> pb.RefreshResponse:  # noqa: N802
+        """The caches are watch-fed and always fresh; drop write-through targets the cache has caught up with."""
+        cutoff = time.monotonic() - 60
+        with self._lock:
+            self._written = {k: v for k, v in self._written.items() if v.at >= cutoff}
+        return pb.RefreshResponse()
+
+    # -- node group RPCs ---------------------------------------------------------------------------------
+
+    @_rpc
+    def NodeGroupTargetSize(self, request: pb.NodeGroupTargetSizeRequest) -> pb.NodeGroupTargetSizeResponse:  # noqa: N802
+        """spec.replicas."""
+        return pb.NodeGroupTargetSizeResponse(targetSize=self._target(self._group(request.id)))
+
+    @_rpc
+    def NodeGroupIncreaseSize(  # noqa: N802
+        self, request: pb.NodeGroupIncreaseSizeRequest
+    ) -> pb.NodeGroupIncreaseSizeResponse:
+        """Raise spec.replicas by delta (> 0, not past maxSize) through the scale subresource."""
+        self._require_writes("NodeGroupIncreaseSize")
+        nodeset = self._group(request.id)
+        if request.delta <= 0:
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"delta must be positive, got {request.delta}")
+        maximum = self._node_group(nodeset).maxSize
+
+        def change(replicas: int) -> int:
+            if replicas + request.delta > maximum:
+                raise RpcError(
+                    grpc.StatusCode.OUT_OF_RANGE,
+                    f"node group {request.id}: {replicas} + {request.delta} exceeds maxSize {maximum}",
+                )
+            return replicas + request.delta
+
+        self._scale(request.id, change)
+        return pb.NodeGroupIncreaseSizeResponse()
+
+    @_rpc
+    def NodeGroupDecreaseTargetSize(  # noqa: N802
+        self, request: pb.NodeGroupDecreaseTargetSizeRequest
+    ) -> pb.NodeGroupDecreaseTargetSizeResponse:
+        """Lower spec.replicas by -delta, only as far as it cancels Nodes that do not exist yet."""
+        self._require_writes("NodeGroupDecreaseTargetSize")
+        nodeset = self._group(request.id)
+        if request.delta >= 0:
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, f"delta must be negative, got {request.delta}")
+        existing = sum(1 for n in self._members(nodeset) if not _leaving(n, requested_nodes(nodeset)))
+
+        def change(replicas: int) -> int:
+            if replicas + request.delta < existing:
+                raise RpcError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"node group {request.id}: decreasing the target {replicas} by {-request.delta} would remove "
+                    f"some of its {existing} existing Nodes; use DeleteNodes for those",
+                )
+            return replicas + request.delta
+
+        self._scale(request.id, change)
+        return pb.NodeGroupDecreaseTargetSizeResponse()
+
+    def _scale(self, name: str, change: Callable[[int], int]) -> None:
+        """Read the scale subresource, apply ``change`` and write it back with its resourceVersion; a
+        conflict (another writer came first) is retried from a fresh read, so no write is lost."""
+        for _ in range(50):
+            scale = self._client.get(NODESETS, name, subresource="scale")
+            scale["spec"]["replicas"] = change(int(scale["spec"].get("replicas", 0)))
+            try:
+                written = self._client.replace(NODESETS, name, scale, subresource="scale")
+            except ApiError as error:
+                if error.conflict:
+                    continue
+                raise
+            self._remember(name, written)
+            return
+        raise RpcError(grpc.StatusCode.ABORTED, f"node group {name}: too many concurrent changes; try again")
+
+    @_rpc
+    def NodeGroupDeleteNodes(self, request: pb.NodeGroupDeleteNodesRequest) -> pb.NodeGroupDeleteNodesResponse:  # noqa: N802
+        """Remove exactly these Nodes and lower the target by their number, all or nothing, idempotently."""
+        self._require_writes("NodeGroupDeleteNodes")
+        self._group(request.id)  # must be a node group
+        if not request.nodes:
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "no nodes given")
+        names: list[str] = []
+        for node in request.nodes:
+            record = self._node_of(node)
+            if record is None or record.labels.get(LABEL_NODESET) != request.id:
+                raise RpcError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"node {node.name or node.providerID} (providerID {node.providerID!r}) does not belong to node "
+                    f"group {request.id}; nothing was deleted",
+                )
+            names.append(record.name)
+        if request_removal(self._client, request.id, names):
+            self._remember(request.id, self._client.get(NODESETS, request.id))
+        return pb.NodeGroupDeleteNodesResponse()
+
+    @_rpc
+    def NodeGroupNodes(self, request: pb.NodeGroupNodesRequest) -> pb.NodeGroupNodesResponse:  # noqa: N802
+        """One instance per Node of the set, id = its providerID."""
+        nodeset = self._group(request.id)
+        requested = requested_nodes(nodeset)
+        response = pb.NodeGroupNodesResponse()
+        for node in self._members(nodeset):
+            if not node.provider_id:
+                continue  # the NodeController gives it one at once; until then the client could not match it
+            instance = response.instances.add(id=node.provider_id)
+            status = instance.status
+            if _leaving(node, requested):
+                status.instanceState = pb.InstanceStatus.instanceDeleting
+            elif node.annotations.get(ANNOTATION_MACHINE_PHASE) == "Running":
+                status.instanceState = pb.InstanceStatus.instanceRunning
+            else:
+                status.instanceState = pb.InstanceStatus.instanceCreating
+                if ANNOTATION_MACHINE_ERROR in node.annotations and ANNOTATION_MACHINE_ID not in node.annotations:
+                    error_class = node.annotations.get(ANNOTATION_MACHINE_ERROR_CLASS)
+                    status.errorInfo.errorCode = node.annotations.get(ANNOTATION_MACHINE_ERROR_CODE, "OTHER")
+                    status.errorInfo.errorMessage = node.annotations[ANNOTATION_MACHINE_ERROR]
+                    status.errorInfo.instanceErrorClass = (
+                        OUT_OF_RESOURCES_ERROR_CLASS if error_class == "OutOfResources" else OTHER_ERROR_CLASS
+                    )
+        return response
+
+    @_rpc
+    def NodeGroupTemplateNodeInfo(  # noqa: N802
+        self, request: pb.NodeGroupTemplateNodeInfoRequest
+    ) -> pb.NodeGroupTemplateNodeInfoResponse:
+        """A full template Node, in the current field and the legacy one (for cluster-autoscalers < 1.35)."""
+        nodeset = self._group(request.id)
+        nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
+        if nodeclass is None:
+            raise RpcError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"node group {request.id}: NodeClass {nodeset.spec.node_class_name} does not exist",
+            )
+        data = template_node(nodeset, nodeclass).SerializeToString()
+        return pb.NodeGroupTemplateNodeInfoResponse(nodeBytes=data, old_nodeInfo=data)
+
+    @_rpc
+    def NodeGroupGetOptions(  # noqa: N802
+        self, request: pb.NodeGroupAutoscalingOptionsRequest
+    ) -> pb.NodeGroupAutoscalingOptionsResponse:
+        """OK without options ("use your defaults") unless the NodeSet sets some; then the defaults with
+        those overridden, every duration in both the current and the legacy fields."""
+        nodeset = self._group(request.id)
+        overrides = nodeset.spec.autoscaling.options
+        if overrides is None:
+            return pb.NodeGroupAutoscalingOptionsResponse()
+        options = pb.NodeGroupAutoscalingOptions()
+        options.CopyFrom(request.defaults)
+        if overrides.scale_down_utilization_threshold is not None:
+            options.scaleDownUtilizationThreshold = overrides.scale_down_utilization_threshold
+        if overrides.scale_down_gpu_utilization_threshold is not None:
+            options.scaleDownGpuUtilizationThreshold = overrides.scale_down_gpu_utilization_threshold
+        if overrides.zero_or_max_node_scaling is not None:
+            options.zeroOrMaxNodeScaling = overrides.zero_or_max_node_scaling
+        if overrides.ignore_daemon_sets_utilization is not None:
+            options.ignoreDaemonSetsUtilization = overrides.ignore_daemon_sets_utilization
+        durations = (
+            ("scaleDownUnneededDuration", "old_scaleDownUnneededTime", overrides.scale_down_unneeded_time),
+            ("scaleDownUnreadyDuration", "old_scaleDownUnreadyTime", overrides.scale_down_unready_time),
+            ("MaxNodeProvisionDuration", "old_MaxNodeProvisionTime", overrides.max_node_provision_time),
+        )
+        for current, legacy, override in durations:
+            nanos = _duration_nanos(getattr(options, current), getattr(options, legacy))
+            if override is not None:
+                nanos = parse_go_duration(override)
+            getattr(options, current).CopyFrom(_duration(nanos))
+            getattr(options, legacy).duration = nanos
+        return pb.NodeGroupAutoscalingOptionsResponse(nodeGroupAutoscalingOptions=options)
+
+
+def _leaving(node: NodeRecord, requested: set[str]) -> bool:
+    return node.deleting or node.name in requested or ANNOTATION_DRAIN_STARTED in node.annotations
+
+
+def _duration(nanos: int) -> duration_pb2.Duration:
+    return duration_pb2.Duration(seconds=nanos // 1_000_000_000, nanos=nanos % 1_000_000_000)
+
+
+def _duration_nanos(current: duration_pb2.Duration, legacy: pb.LegacyDuration) -> int:
+    """A default the client sent, from whichever of the two fields it filled."""
+    if current.seconds or current.nanos:
+        return int(current.seconds) * 1_000_000_000 + int(current.nanos)
+    return int(legacy.duration)
+
+
+_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
+
+
+def parse_go_duration(text: str) -> int:
+    """Nanoseconds in a Go duration string such as "10m", "1h30m" or "2.5s" (the CRD validates the form)."""
+    total = 0.0
+    number = ""
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char.isdigit() or char == ".":
+            number += char
+            index += 1
+            continue
+        unit = text[index : index + 2] if text[index : index + 2] in _UNITS else char
+        if unit not in _UNITS or not number:
+            raise ValueError(f"not a duration: {text!r}")
+        total += float(number) * _UNITS[unit]
+        number = ""
+        index += len(unit)
+    if number:
+        raise ValueError(f"not a duration (a number without a unit): {text!r}")
+    return int(total)

@@ -1,0 +1,84 @@
+"""Serving the CloudProvider: mutual TLS by default, the gRPC health service and reflection."""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from ._cloud_provider import CloudProviderService
+from ._proto import externalgrpc_pb2, externalgrpc_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = externalgrpc_pb2.DESCRIPTOR.services_by_name["CloudProvider"].full_name
+#: The client's responses must stay under 4 MiB; requests are small.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+class TLSConfigError(ValueError):
+    """The TLS settings are incomplete or unreadable."""
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """The server's certificate and key, and the CA that client certificates must chain to."""
+
+    cert: Path
+    key: Path
+    client_ca: Path
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """Server credentials that require and verify a client certificate (mutual TLS)."""
+        try:
+            key, cert, ca = self.key.read_bytes(), self.cert.read_bytes(), self.client_ca.read_bytes()
+        except OSError as error:
+            raise TLSConfigError(f"reading the gRPC TLS files: {error}") from None
+        return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
+
+
+class ProviderServer:
+    """A gRPC server with the CloudProvider, health and reflection services, on one address."""
+
+    def __init__(self, service: CloudProviderService, address: str, *, tls: TLSFiles | None, workers: int = 16):
+        if tls is None:
+            log.warning(
+                "serving the cluster-autoscaler provider WITHOUT TLS on %s: anyone who can reach it can "
+                "create and delete machines",
+                address,
+            )
+        self._server = grpc.server(
+            futures.ThreadPoolExecutor(workers, thread_name_prefix="grpc"),
+            options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES)],
+        )
+        externalgrpc_pb2_grpc.add_CloudProviderServicer_to_server(service, self._server)  # type: ignore[no-untyped-call]
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            self._server,
+        )
+        if tls is None:
+            self.port = self._server.add_insecure_port(address)
+        else:
+            self.port = self._server.add_secure_port(address, tls.credentials())
+        if not self.port:
+            raise OSError(f"cannot listen on {address}")
+        self.address = address
+
+    def start(self) -> None:
+        """Start serving and report SERVING."""
+        self._server.start()
+        self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        self.health.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        log.info("cluster-autoscaler provider listening on %s", self.address)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Report NOT_SERVING and stop, letting calls in flight finish within ``grace`` seconds."""
+        self.health.enter_graceful_shutdown()
+        self._server.stop(grace).wait()
