@@ -12,8 +12,7 @@ from autoscaler_provider._proto import externalgrpc_pb2 as pb
 from autoscaler_provider._proto import k8s_node_pb2
 from kube_node.controlplane import ControlPlane
 from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, STRATEGIC_MERGE_PATCH, KubeClient
-from tests.conftest import eventually, nodeset_manifest, simulator_nodeclass
-from tests.provider.conftest import Provider
+from tests.conftest import Provider, eventually, nodeset_manifest, simulator_nodeclass
 
 pytestmark = pytest.mark.controlplane
 

@@ -15,8 +15,7 @@ from autoscaler_provider._proto import k8s_node_pb2
 from nodeset_controller.api import ANNOTATION_DELETE_REQUESTED_NODES, LABEL_GPU, LABEL_NODESET
 from nodeset_controller.controllers import Manager
 from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient
-from tests.conftest import eventually, nodeset_manifest, simulator_nodeclass
-from tests.provider.conftest import Provider
+from tests.conftest import Provider, eventually, nodeset_manifest, simulator_nodeclass
 
 pytestmark = pytest.mark.controlplane
 

@@ -10,7 +10,7 @@ import pytest
 from autoscaler_provider._proto import externalgrpc_pb2 as pb
 from autoscaler_provider._proto import externalgrpc_pb2_grpc
 from kube_node._provider import make_provider_certificates
-from tests.provider.conftest import Provider, secure_channel
+from tests.conftest import Provider, secure_channel
 
 pytestmark = pytest.mark.controlplane
 
