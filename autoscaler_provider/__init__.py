@@ -8,7 +8,7 @@ from ._cloud_provider import (
     parse_go_duration,
 )
 from ._server import SERVICE_NAME, ProviderServer, TLSConfigError, TLSFiles
-from ._template import template_labels, template_node
+from ._template import template_node
 
 __all__ = [
     "CLUSTER_AUTOSCALER_MODE",
@@ -20,6 +20,5 @@ __all__ = [
     "TLSConfigError",
     "TLSFiles",
     "parse_go_duration",
-    "template_labels",
     "template_node",
 ]

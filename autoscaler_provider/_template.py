@@ -11,38 +11,12 @@ from __future__ import annotations
 
 import time
 
-from nodeset_controller.api import LABEL_GPU, LABEL_NODECLASS, LABEL_NODESET, NodeClass, NodeSet
+from nodeset_controller.api import NodeClass, NodeSet
+from nodeset_controller.controllers import node_capacity, node_labels, node_taints
 
 from ._proto import k8s_node_pb2
 
-DEFAULT_PODS = "110"
 KUBELET_VERSION = "v1.36.3"
-
-
-def template_labels(nodeset: NodeSet, nodeclass: NodeClass, name: str) -> dict[str, str]:
-    """The labels a new Node of ``nodeset`` will have, well-known ones included."""
-    spec = nodeclass.spec
-    labels = {
-        "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": str(spec.driver_options.get("arch", "amd64")),
-        "kubernetes.io/hostname": name,
-        "beta.kubernetes.io/os": "linux",
-        "beta.kubernetes.io/arch": str(spec.driver_options.get("arch", "amd64")),
-    }
-    if spec.size:
-        labels["node.kubernetes.io/instance-type"] = spec.size
-    if spec.location:
-        labels["topology.kubernetes.io/zone"] = spec.location
-    if spec.region:
-        labels["topology.kubernetes.io/region"] = spec.region
-    labels.update(spec.labels)
-    if nodeset.spec.template:
-        labels.update(nodeset.spec.template.metadata.labels)
-    labels[LABEL_NODESET] = nodeset.metadata.name
-    labels[LABEL_NODECLASS] = nodeclass.metadata.name
-    if spec.gpu_type:
-        labels[LABEL_GPU] = spec.gpu_type
-    return labels
 
 
 def template_node(nodeset: NodeSet, nodeclass: NodeClass) -> k8s_node_pb2.Node:
@@ -53,15 +27,14 @@ def template_node(nodeset: NodeSet, nodeclass: NodeClass) -> k8s_node_pb2.Node:
     node.metadata.uid = f"template-{nodeset.metadata.uid or nodeset.metadata.name}"
     now = int(time.time())
     node.metadata.creationTimestamp.seconds = now
-    node.metadata.labels.update(template_labels(nodeset, nodeclass, name))
-    for taint in [*nodeclass.spec.taints, *(nodeset.spec.template.spec.taints if nodeset.spec.template else [])]:
+    node.metadata.labels.update(node_labels(nodeset, nodeclass, name))
+    for taint in node_taints(nodeset, nodeclass):
         entry = node.spec.taints.add()
         entry.key = taint.key
         entry.effect = taint.effect
         if taint.value:
             entry.value = taint.value
-    capacity = {"pods": DEFAULT_PODS, **{k: str(v) for k, v in nodeclass.spec.capacity.items()}}
-    for key, value in capacity.items():
+    for key, value in node_capacity(nodeclass).items():
         node.status.capacity[key].string = value
         node.status.allocatable[key].string = value
     node.status.phase = "Running"

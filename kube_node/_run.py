@@ -8,7 +8,12 @@ import threading
 from pathlib import Path
 
 from autoscaler_provider import TLSFiles
-from nodeset_controller.controllers import Manager, ManagerSettings, NodeControllerSettings
+from nodeset_controller.controllers import (
+    Manager,
+    ManagerSettings,
+    NodeControllerSettings,
+    PendingPodAutoscalerSettings,
+)
 from nodeset_controller.kube import KubeClient, install_crds
 
 from ._provider import serve_provider
@@ -28,6 +33,7 @@ def run(
     install: bool,
     grpc_address: str,
     grpc_tls: TLSFiles | None,
+    autoscaler: PendingPodAutoscalerSettings,
 ) -> int:
     """Run kube-node until SIGTERM or SIGINT; returns the exit code."""
     stop = threading.Event()
@@ -41,6 +47,7 @@ def run(
             cluster=cluster, workers=workers, orphan_grace=orphan_grace, sweep_interval=sweep_interval
         ),
         simulator_dir=simulator_dir,
+        autoscaler=autoscaler,
     )
     manager = Manager(client, settings)
     manager.start()

@@ -10,7 +10,7 @@ import yaml
 
 from nodeset_controller.kube import NODECLASSES, NODESETS, ApiError, KubeClient
 
-SAMPLE_FILES = ("nodeclass-simulator.yaml", "nodeset-sample.yaml")
+SAMPLE_FILES = ("nodeclass-simulator.yaml", "nodeset-sample.yaml", "nodeset-autoscaled.yaml")
 #: Where the sample manifests are on disk (node-sample.yaml is there for people to create by hand).
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from autoscaler_provider import TLSFiles
 from nodeset_controller.api import crd_yaml
+from nodeset_controller.controllers import PendingPodAutoscalerSettings
 
 from . import __version__, _dev, _run
 from ._logging import configure_logging
@@ -116,6 +117,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve the provider without TLS (anyone who reaches it can create and delete machines)",
     )
     run.add_argument(
+        "--autoscaler-unneeded-time",
+        type=float,
+        default=float(_env("AUTOSCALER_UNNEEDED_TIME", "600")),
+        help="pending-pod autoscaler: seconds a Node must be empty before it is removed (default 600)",
+    )
+    run.add_argument(
+        "--autoscaler-batch-window",
+        type=float,
+        default=float(_env("AUTOSCALER_BATCH_WINDOW", "0.1")),
+        help="pending-pod autoscaler: seconds to gather a burst of pending pods (default 0.1)",
+    )
+    run.add_argument(
+        "--autoscaler-max-total-nodes",
+        type=int,
+        default=_env_optional("AUTOSCALER_MAX_TOTAL_NODES"),
+        help="pending-pod autoscaler: cap on the Nodes of all KubeNode-mode NodeSets (default none)",
+    )
+    run.add_argument(
+        "--autoscaler-expander",
+        default=_env("AUTOSCALER_EXPANDER", "least-waste"),
+        choices=["least-waste", "priority", "price"],
+        help="pending-pod autoscaler: how to choose among NodeSets that fit (default least-waste)",
+    )
+    run.add_argument(
         "--install-crds",
         action="store_true",
         default=_env("INSTALL_CRDS", "") == "true",
@@ -162,6 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             install=args.install_crds,
             grpc_address=args.grpc_address,
             grpc_tls=_grpc_tls(args),
+            autoscaler=PendingPodAutoscalerSettings(
+                unneeded_time=args.autoscaler_unneeded_time,
+                batch_window=args.autoscaler_batch_window,
+                max_total_nodes=args.autoscaler_max_total_nodes,
+                expander=args.autoscaler_expander,
+            ),
         )
     if args.command == "crds":
         sys.stdout.write(crd_yaml())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from nodeset_controller.controllers import (
     NodeControllerSettings,
     NodeSetControllerSettings,
 )
-from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, ApiError, KubeClient, install_crds
+from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, ApiError, KubeClient, Resource, install_crds
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -132,7 +133,7 @@ def manager(kube: KubeClient, tmp_path: Path) -> Iterator[Manager]:
     """kube-node's controllers, in this process, with the simulator keeping its machines under tmp_path."""
     settings = ManagerSettings(
         node_controller=NodeControllerSettings(boot_poll=0.2, orphan_grace=600, sweep_interval=1.0),
-        nodeset_controller=NodeSetControllerSettings(replacement_backoff=1.0),
+        nodeset_controller=NodeSetControllerSettings(replacement_backoff=1.0, failed_instance_ttl=2.0),
         simulator_dir=tmp_path / "simulator",
         kubelet_lease_interval=5.0,
     )
@@ -206,3 +207,35 @@ def provider(manager: Manager, tmp_path: Path) -> Iterator[Provider]:
     finally:
         channel.close()
         server.stop(0)
+
+
+WORKLOAD_RESOURCES = (
+    Resource("apps", "v1", "deployments", namespaced=True),
+    Resource("policy", "v1", "poddisruptionbudgets", namespaced=True),
+)
+PODS_RESOURCE = Resource("", "v1", "pods", namespaced=True)
+NAMESPACES_RESOURCE = Resource("", "v1", "namespaces")
+
+
+@pytest.fixture
+def namespace(kube: KubeClient, scheduler: ControlPlane, controller_manager: ControlPlane) -> Iterator[str]:
+    """A fresh namespace for workloads (the scheduler and controller-manager run); emptied afterwards, so no
+    pod of one test is still pending in the next."""
+    name = f"test-{uuid.uuid4().hex[:6]}"
+    kube.create(NAMESPACES_RESOURCE, {"metadata": {"name": name}})
+    eventually(
+        lambda: kube.list(Resource("", "v1", "serviceaccounts", namespaced=True), name)["items"],
+        what="the default service account",
+    )
+    yield name
+    for resource in WORKLOAD_RESOURCES:
+        for item in kube.list(resource, name)["items"]:
+            kube.delete(resource, item["metadata"]["name"], name, propagationPolicy="Background")
+    for pod in kube.list(PODS_RESOURCE, name)["items"]:
+        try:
+            kube.delete(PODS_RESOURCE, pod["metadata"]["name"], name, gracePeriodSeconds=0)
+        except ApiError as error:
+            if not error.not_found:
+                raise
+    eventually(lambda: not kube.list(PODS_RESOURCE, name)["items"], what="the namespace's pods gone")
+    kube.delete(NAMESPACES_RESOURCE, name)

@@ -2,7 +2,9 @@
 
 from ._manager import Manager, ManagerSettings
 from ._node_controller import FAILPOINT_ENV, NodeController, NodeControllerSettings, Phase
+from ._node_template import node_allocatable_units, node_capacity, node_labels, node_taints
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
+from ._pending_pods import PendingPodAutoscaler, PendingPodAutoscalerSettings
 from ._removal import request_removal, requested_nodes
 from ._scale_down import choose_victims, is_failed, is_ready
 
@@ -14,10 +16,16 @@ __all__ = [
     "NodeControllerSettings",
     "NodeSetController",
     "NodeSetControllerSettings",
+    "PendingPodAutoscaler",
+    "PendingPodAutoscalerSettings",
     "Phase",
     "choose_victims",
     "is_failed",
     "is_ready",
+    "node_allocatable_units",
+    "node_capacity",
+    "node_labels",
+    "node_taints",
     "request_removal",
     "requested_nodes",
 ]

@@ -13,6 +13,7 @@ from ..kube import (
     NODECLASSES,
     NODES,
     NODESETS,
+    PODS,
     EventRecorder,
     Informer,
     KubeClient,
@@ -32,6 +33,8 @@ from ..providers import (
 )
 from ._node_controller import NodeController, NodeControllerSettings
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
+from ._pending_pods import PendingPodAutoscaler, PendingPodAutoscalerSettings
+from ._scheduling import PendingPod
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +45,7 @@ class ManagerSettings:
 
     node_controller: NodeControllerSettings = field(default_factory=NodeControllerSettings)
     nodeset_controller: NodeSetControllerSettings = field(default_factory=NodeSetControllerSettings)
+    autoscaler: PendingPodAutoscalerSettings = field(default_factory=PendingPodAutoscalerSettings)
     simulator_dir: Path | None = None  #: run the simulator provider, keeping its machines here
     kubelet_lease_interval: float = 10.0  #: how often simulated kubelets renew their Lease
     cache_sync_timeout: float = 60.0
@@ -72,7 +76,10 @@ class Manager:
         self.nodeclasses: Informer[NodeClass] = Informer(client, NODECLASSES, nodeclass_from_json)
         self.nodesets: Informer[NodeSet] = Informer(client, NODESETS, nodeset_from_json)
         self.pods: Informer[PodRecord] = bound_pods_informer(client)
-        self.informers: list[Informer[Any]] = [self.nodes, self.nodeclasses, self.nodesets, self.pods]
+        self.pending: Informer[PendingPod] = Informer(
+            client, PODS, PendingPod.from_json, field_selector="spec.nodeName=,status.phase=Pending"
+        )
+        self.informers: list[Informer[Any]] = [self.nodes, self.nodeclasses, self.nodesets, self.pods, self.pending]
         self.recorder = EventRecorder(client)
         self.simulator = SimulatorCloud(self.settings.simulator_dir) if self.settings.simulator_dir else None
         self.kubelets = (
@@ -104,6 +111,16 @@ class Manager:
             self.recorder,
             settings=self.settings.nodeset_controller,
         )
+        self.autoscaler = PendingPodAutoscaler(
+            client,
+            self.pending,
+            self.pods,
+            self.nodes,
+            self.nodesets,
+            self.nodeclasses,
+            self.recorder,
+            settings=self.settings.autoscaler,
+        )
 
     def start(self) -> None:
         """Fill the caches, then start the simulated kubelets (if any) and the controllers."""
@@ -114,6 +131,7 @@ class Manager:
             self.kubelets.start()
         self.node_controller.start(self.stop_event)
         self.nodeset_controller.start(self.stop_event)
+        self.autoscaler.start(self.stop_event)
         log.info("kube-node running: %d managed Nodes, %d NodeClasses", len(self.nodes), len(self.nodeclasses))
 
     def stop(self) -> None:

@@ -38,7 +38,6 @@ from ..api import (
     ANNOTATION_REMOVAL_REASON,
     API_VERSION,
     FINALIZER_MACHINE,
-    LABEL_GPU,
     LABEL_NODECLASS,
     LABEL_NODESET,
     NODESET_KIND,
@@ -67,6 +66,7 @@ from ..kube import (
 )
 from ._drain import Drainer
 from ._expectations import Expectations
+from ._node_template import node_labels, node_taints
 from ._removal import prune_requested, request_removal, requested_nodes
 from ._scale_down import choose_victims, is_failed, is_ready
 
@@ -205,7 +205,7 @@ class NodeSetController:
         requested = requested_nodes(nodeset)
         if requested - {n.name for n in members}:
             prune_requested(self._client, nodeset, {n.name for n in members})
-        if nodeset.spec.autoscaling.mode == "ClusterAutoscaler":
+        if nodeset.spec.autoscaling.mode in ("ClusterAutoscaler", "KubeNode"):
             self._remove_failed_instances(nodeset, active, requested, now)
 
         nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
@@ -272,6 +272,7 @@ class NodeSetController:
                 if not error.already_exists:
                     return f"{error.reason}: {error.message}"
                 body["metadata"]["name"] = _node_name(body["metadata"]["labels"][LABEL_NODESET])
+                body["metadata"]["labels"]["kubernetes.io/hostname"] = body["metadata"]["name"]
                 body["spec"]["providerID"] = provider_id(
                     body["metadata"]["labels"][LABEL_NODECLASS], body["metadata"]["name"]
                 )
@@ -282,16 +283,8 @@ class NodeSetController:
         class_name = nodeclass.metadata.name
         name = _node_name(set_name)
         template = nodeset.spec.template
-        labels = {
-            **nodeclass.spec.labels,
-            **(template.metadata.labels if template else {}),
-            LABEL_NODESET: set_name,
-            LABEL_NODECLASS: class_name,
-        }
-        if nodeclass.spec.gpu_type:
-            labels[LABEL_GPU] = nodeclass.spec.gpu_type
-        taints = [_taint_dict(t.key, t.value, t.effect) for t in nodeclass.spec.taints]
-        taints += [_taint_dict(t.key, t.value, t.effect) for t in (template.spec.taints if template else [])]
+        labels = node_labels(nodeset, nodeclass, name)
+        taints = [_taint_dict(t.key, t.value, t.effect) for t in node_taints(nodeset, nodeclass)]
         taints.append({"key": TAINT_STARTUP, "effect": "NoSchedule"})
         return {
             "apiVersion": "v1",
@@ -327,8 +320,8 @@ class NodeSetController:
         many replacements are under way."""
         name = nodeset.metadata.name
         in_flight = sum(1 for n in members if n.annotations.get(ANNOTATION_REMOVAL_REASON) == "Replace")
-        if nodeset.spec.autoscaling.mode == "ClusterAutoscaler":
-            return active, in_flight
+        if nodeset.spec.autoscaling.mode != "Manual":
+            return active, in_flight  # an autoscaler decides what replaces a failed machine
         timeout = nodeset.spec.replacement.registration_timeout_seconds
         failed = [n for n in active if is_failed(n, now, timeout)]
         if not failed:
@@ -353,8 +346,8 @@ class NodeSetController:
     def _remove_failed_instances(
         self, nodeset: NodeSet, active: list[NodeRecord], requested: set[str], now: float
     ) -> None:
-        """In ClusterAutoscaler mode a failed machine is not replaced: the autoscaler sees the error in
-        NodeGroupNodes, backs the group off and tries another. Once it had time to see it, kube-node removes
+        """Under an autoscaler a failed machine is not replaced: the autoscaler sees the error (the
+        cluster-autoscaler in NodeGroupNodes), backs the set off and tries another. After a while kube-node removes
         the Node and lowers replicas with it, as a cloud's instance group drops a failed instance, so the
         failed replica is neither kept for the autoscaler's 20-minute unready timeout nor recreated later when
         quota frees up, when nobody wants it any more."""
@@ -383,7 +376,7 @@ class NodeSetController:
         patch: dict[str, Any] = {
             "metadata": {
                 "resourceVersion": node.resource_version,
-                "annotations": {ANNOTATION_DRAIN_STARTED: _now_rfc3339(), ANNOTATION_REMOVAL_REASON: reason},
+                "annotations": {ANNOTATION_DRAIN_STARTED: _now_rfc3339(micro=True), ANNOTATION_REMOVAL_REASON: reason},
             },
             "spec": {"unschedulable": True},
         }
@@ -591,8 +584,9 @@ def _taint_dict(key: str, value: str | None, effect: str) -> dict[str, str]:
     return {"key": key, "value": value, "effect": effect} if value else {"key": key, "effect": effect}
 
 
-def _now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _now_rfc3339(*, micro: bool = False) -> str:
+    # Conditions take whole seconds (metav1.Time); the drain clock needs better than that.
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
 __all__ = ["NodeSetController", "NodeSetControllerSettings"]

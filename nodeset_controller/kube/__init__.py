@@ -20,7 +20,16 @@ from ._client import (
 from ._events import EventRecorder, EventType, ObjectReference
 from ._informer import Informer, object_key, wait_for_sync
 from ._install import install_crds
-from ._records import NodeRecord, PodRecord, Taint, nodeclass_from_json, nodeset_from_json, parse_time
+from ._quantity import QuantityError, parse_quantity, resource_list, resource_units
+from ._records import (
+    NodeRecord,
+    PodRecord,
+    Taint,
+    effective_requests,
+    nodeclass_from_json,
+    nodeset_from_json,
+    parse_time,
+)
 from ._resources import NODECLASSES, NODESETS
 from ._workqueue import Reconcile, Result, WorkQueue, run_workers
 
@@ -47,16 +56,21 @@ __all__ = [
     "NodeRecord",
     "ObjectReference",
     "PodRecord",
+    "QuantityError",
     "Reconcile",
     "Resource",
     "Result",
     "Taint",
     "WorkQueue",
+    "effective_requests",
     "install_crds",
     "nodeclass_from_json",
     "nodeset_from_json",
     "object_key",
+    "parse_quantity",
     "parse_time",
+    "resource_list",
+    "resource_units",
     "run_workers",
     "wait_for_sync",
 ]

@@ -1,6 +1,7 @@
 """Recording Kubernetes Events on objects, as ``kubectl describe`` shows them.
 
-Events are core/v1 Events in the ``default`` namespace (where the kubelet puts a Node's). They are sent from
+Events are core/v1 Events, in the object's namespace, or ``default`` for cluster-scoped objects (where the
+kubelet puts a Node's). They are sent from
 a background thread so a reconcile never waits on them, and a repeat of the same reason and message for the
 same object within ten minutes bumps the existing Event's count instead of creating another, as client-go's
 recorder does.
@@ -42,6 +43,7 @@ class ObjectReference:
 @dataclass
 class _Sent:
     name: str
+    namespace: str
     count: int
     last: float
 
@@ -91,6 +93,8 @@ class EventRecorder:
                 if item is None:
                     return
                 self._send(*item)
+            except ApiError as error:  # e.g. its namespace is being deleted: the Event is lost, nothing else
+                log.info("could not record event %s: %s", item, error)
             except Exception:
                 log.exception("could not record event %s", item)
             finally:
@@ -116,13 +120,14 @@ class EventRecorder:
                 if not error.not_found:
                     raise
         name = f"{obj.name}.{uuid.uuid4().hex[:16]}"
+        namespace = obj.namespace or EVENT_NAMESPACE  # a namespaced object's Events live in its namespace
         involved = {"kind": obj.kind, "name": obj.name, "uid": obj.uid, "apiVersion": obj.api_version}
         if obj.namespace:
             involved["namespace"] = obj.namespace
         body = {
             "apiVersion": "v1",
             "kind": "Event",
-            "metadata": {"name": name, "namespace": EVENT_NAMESPACE},
+            "metadata": {"name": name, "namespace": namespace},
             "involvedObject": involved,
             "type": type_,
             "reason": reason,
@@ -133,8 +138,8 @@ class EventRecorder:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        self._client.create(CORE_EVENTS, body, namespace=EVENT_NAMESPACE)
-        self._sent[key] = _Sent(name, 1, now)
+        self._client.create(CORE_EVENTS, body, namespace=namespace)
+        self._sent[key] = _Sent(name, namespace, 1, now)
         if len(self._sent) > 20000:
             cutoff = now - _AGGREGATE_WINDOW
             self._sent = {k: v for k, v in self._sent.items() if v.last >= cutoff}

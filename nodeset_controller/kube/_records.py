@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from ..api import GROUP, NodeClass, NodeSet
 from ._client import JSON
+from ._quantity import resource_list
 
 _OWN_PREFIX = f"{GROUP}/"
 
@@ -101,6 +102,8 @@ class PodRecord:
     owner_kind: str  #: the kind of its controller (ReplicaSet, DaemonSet, ...), or ""
     mirror: bool  #: a static pod's mirror, which cannot be evicted
     containers: tuple[tuple[str, str], ...]  #: (name, image)
+    requests: dict[str, int] = field(default_factory=dict)  #: effective requests, see effective_requests
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -127,7 +130,42 @@ class PodRecord:
             owner_kind=owner_kind,
             mirror="kubernetes.io/config.mirror" in (meta.get("annotations") or {}),
             containers=tuple((c["name"], c.get("image", "")) for c in spec.get("containers") or ()),
+            requests=effective_requests(spec),
+            labels=dict(meta.get("labels") or {}),
         )
+
+
+def effective_requests(spec: JSON) -> dict[str, int]:
+    """What a pod needs of a node, as the scheduler counts it: the larger of its containers' sum (with
+    restartable init containers, i.e. sidecars, which run alongside) and its largest init container (with
+    the sidecars started before it), plus the pod overhead; and one ``pods`` slot. cpu in millicores."""
+
+    def requests_of(container: JSON) -> dict[str, int]:
+        return resource_list((container.get("resources") or {}).get("requests") or {})
+
+    total: dict[str, int] = {}
+    for container in spec.get("containers") or ():
+        _add(total, requests_of(container))
+    sidecars: dict[str, int] = {}
+    init_peak: dict[str, int] = {}
+    for container in spec.get("initContainers") or ():
+        needs = requests_of(container)
+        if container.get("restartPolicy") == "Always":
+            _add(sidecars, needs)
+            continue
+        for name, value in needs.items():
+            init_peak[name] = max(init_peak.get(name, 0), value + sidecars.get(name, 0))
+    _add(total, sidecars)
+    for name, value in init_peak.items():
+        total[name] = max(total.get(name, 0), value)
+    _add(total, resource_list(spec.get("overhead") or {}))
+    total["pods"] = 1
+    return total
+
+
+def _add(into: dict[str, int], more: dict[str, int]) -> None:
+    for name, value in more.items():
+        into[name] = into.get(name, 0) + value
 
 
 def nodeclass_from_json(obj: JSON) -> NodeClass:

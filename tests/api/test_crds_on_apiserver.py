@@ -61,11 +61,11 @@ def test_samples_apply_with_kubectl(kubectl: Kubectl, kube: KubeClient) -> None:
 
 
 def test_apply_samples_leaves_existing_objects_alone(kube: KubeClient) -> None:
-    assert apply_samples(kube) == ["NodeClass/simulated-4cpu", "NodeSet/demo"]
+    assert apply_samples(kube) == ["NodeClass/simulated-4cpu", "NodeSet/demo", "NodeSet/auto"]
     kube.patch(NODESETS, "demo", {"spec": {"replicas": 7}})
     assert apply_samples(kube) == []
     assert kube.get(NODESETS, "demo")["spec"]["replicas"] == 7
-    assert [doc["kind"] for doc in sample_manifests()] == ["NodeClass", "NodeSet"]
+    assert [doc["kind"] for doc in sample_manifests()] == ["NodeClass", "NodeSet", "NodeSet"]
 
 
 INVALID_OBJECTS = [

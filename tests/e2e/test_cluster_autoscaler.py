@@ -7,8 +7,6 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,17 +91,6 @@ class Autoscaler:
             self.process.kill()
             self.process.wait()
         self._log.close()
-
-
-@pytest.fixture
-def namespace(kube: KubeClient, scheduler: ControlPlane, controller_manager: ControlPlane) -> Iterator[str]:
-    name = f"e2e-{uuid.uuid4().hex[:6]}"
-    kube.create(NAMESPACES, {"metadata": {"name": name}})
-    eventually(lambda: kube.list(SERVICE_ACCOUNTS, name)["items"], what="the default service account")
-    yield name
-    for pod in kube.list(PODS, name)["items"]:
-        kube.delete(PODS, pod["metadata"]["name"], name, gracePeriodSeconds=0)
-    kube.delete(NAMESPACES, name)
 
 
 def deployment(replicas: int, nodeset: str, cpu: str) -> dict[str, Any]:

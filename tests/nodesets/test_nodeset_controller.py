@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import threading
 import time
-import uuid
 from typing import Any
 
 import pytest
 
-from kube_node.controlplane import ControlPlane
 from nodeset_controller.api import (
     ANNOTATION_DELETE_REQUESTED,
     ANNOTATION_REMOVAL_REASON,
@@ -20,7 +17,7 @@ from nodeset_controller.api import (
     TAINT_STARTUP,
 )
 from nodeset_controller.controllers import Manager
-from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, ApiError, KubeClient, Resource
+from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient, Resource
 from nodeset_controller.providers import SimulatorSettings
 from tests.conftest import Kubectl, eventually, nodeset_manifest, simulator_nodeclass
 
@@ -249,19 +246,6 @@ def test_concurrent_kubectl_scales_end_at_the_last_accepted_write(
     eventually(lambda: settled(kube, "race", spec_writes[-1], manager), timeout=90, what="the last write's size")
 
 
-@pytest.fixture
-def workload_namespace(kube: KubeClient, scheduler: ControlPlane, controller_manager: ControlPlane) -> Any:
-    namespace = f"drain-{uuid.uuid4().hex[:6]}"  # a deleted namespace takes a while to go
-    kube.create(NAMESPACES, {"metadata": {"name": namespace}})
-    eventually(lambda: kube.list(Resource("", "v1", "serviceaccounts", namespaced=True), namespace)["items"])
-    yield namespace
-    with contextlib.suppress(ApiError):
-        kube.delete(NAMESPACES, namespace)
-    for pod in kube.list(PODS, namespace)["items"]:
-        with contextlib.suppress(ApiError):
-            kube.delete(PODS, pod["metadata"]["name"], namespace, gracePeriodSeconds=0)
-
-
 def _deployment(replicas: int, nodeset: str) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
@@ -294,20 +278,20 @@ def _running_on(kube: KubeClient, namespace: str, node: str) -> list[str]:
 
 
 def test_drain_waits_for_the_disruption_budget_then_the_node_goes(
-    kube: KubeClient, manager: Manager, workload_namespace: str
+    kube: KubeClient, manager: Manager, namespace: str
 ) -> None:
     kube.create(NODECLASSES, simulator_nodeclass())
     kube.create(NODESETS, nodeset_manifest("drained", 1, deletePolicy="Newest", drain={"timeoutSeconds": 120}))
     eventually(lambda: settled(kube, "drained", 1, manager), timeout=60)
-    kube.create(DEPLOYMENTS, _deployment(1, "drained"), workload_namespace)
+    kube.create(DEPLOYMENTS, _deployment(1, "drained"), namespace)
     first = members(kube, "drained")[0]["metadata"]["name"]
-    eventually(lambda: _running_on(kube, workload_namespace, first), timeout=60, what="the pod Running")
+    eventually(lambda: _running_on(kube, namespace, first), timeout=60, what="the pod Running")
     kube.create(
         PDBS,
         {"metadata": {"name": "app"}, "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": "app"}}}},
-        workload_namespace,
+        namespace,
     )
-    eventually(lambda: kube.get(PDBS, "app", workload_namespace).get("status", {}).get("expectedPods") == 1)
+    eventually(lambda: kube.get(PDBS, "app", namespace).get("status", {}).get("expectedPods") == 1)
 
     kube.patch(NODESETS, "drained", {"spec": {"replicas": 0}})
     blocked = eventually(lambda: events(kube, first, "EvictionBlocked"), timeout=30, what="EvictionBlocked")
@@ -315,30 +299,30 @@ def test_drain_waits_for_the_disruption_budget_then_the_node_goes(
     time.sleep(3)
     node = kube.get(NODES, first)
     assert node["spec"]["unschedulable"] is True
-    assert _running_on(kube, workload_namespace, first), "the budget must keep the pod"
+    assert _running_on(kube, namespace, first), "the budget must keep the pod"
     assert events(kube, first, "DrainStarted")
 
-    kube.patch(PDBS, "app", {"spec": {"minAvailable": 0}}, workload_namespace)
+    kube.patch(PDBS, "app", {"spec": {"minAvailable": 0}}, namespace)
     eventually(lambda: not members(kube, "drained"), timeout=60, what="the drained Node to go")
     assert events(kube, first, "Drained")
     assert not events(kube, first, "DrainTimeout")
 
 
 def test_a_drain_that_outlasts_its_timeout_removes_the_node_with_an_event(
-    kube: KubeClient, manager: Manager, workload_namespace: str
+    kube: KubeClient, manager: Manager, namespace: str
 ) -> None:
     kube.create(NODECLASSES, simulator_nodeclass())
     kube.create(NODESETS, nodeset_manifest("stuck", 1, drain={"timeoutSeconds": 3}))
     eventually(lambda: settled(kube, "stuck", 1, manager), timeout=60)
-    kube.create(DEPLOYMENTS, _deployment(1, "stuck"), workload_namespace)
+    kube.create(DEPLOYMENTS, _deployment(1, "stuck"), namespace)
     node = members(kube, "stuck")[0]["metadata"]["name"]
-    eventually(lambda: _running_on(kube, workload_namespace, node), timeout=60, what="the pod Running")
+    eventually(lambda: _running_on(kube, namespace, node), timeout=60, what="the pod Running")
     kube.create(
         PDBS,
         {"metadata": {"name": "app"}, "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "app"}}}},
-        workload_namespace,
+        namespace,
     )
-    eventually(lambda: kube.get(PDBS, "app", workload_namespace).get("status", {}).get("expectedPods") == 1)
+    eventually(lambda: kube.get(PDBS, "app", namespace).get("status", {}).get("expectedPods") == 1)
     started = time.monotonic()
     kube.patch(NODESETS, "stuck", {"spec": {"replicas": 0}})
     eventually(lambda: not members(kube, "stuck"), timeout=60, what="the Node to go after the timeout")

@@ -1,0 +1,429 @@
+"""kube-node's own autoscaler: NodeSets in ``autoscaling.mode: KubeNode`` scale from pending pods.
+
+Each round (a short batching window after the scheduler marks pods unschedulable, so a burst is one
+decision, and once a second besides):
+
+1. **room first**: each pending pod is placed, largest first, on what is left of a Node already in such a
+   NodeSet, Ready or still on its way (created, not Ready yet), and on the replicas asked for whose Nodes do
+   not exist yet. What fits there orders nothing, so a burst never orders nodes twice.
+2. **simulate new nodes**: for the rest, every candidate NodeSet (its NodeClass exists; not backing off after
+   quota failures) packs the pods that could run on its Nodes (resources, node selector, required node
+   affinity, tolerations, hostname anti-affinity) into new Nodes, first-fit decreasing; the expander picks
+   the candidate (least waste by default, or priority, or price), whose pods are then taken, and the rest go
+   round again. ``maxReplicas`` and the cluster-wide cap hold.
+3. **act and explain**: ``replicas`` is raised through the scale subresource with optimistic concurrency;
+   pods that triggered it get an Event naming the NodeSet and its new size; a pod that fits no NodeSet gets
+   one Event saying why, per NodeSet (once per pod and reason).
+4. **scale down**: a Ready Node that has run only DaemonSet and mirror pods for ``unneeded_time`` is removed
+   through the same path as the provider's DeleteNodes (named, replicas lowered), never below minReplicas.
+
+NodeSets in any other mode are never touched, so this autoscaler and the cluster-autoscaler never fight.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from ..api import ANNOTATION_MACHINE_ERROR_CLASS, NodeClass, NodeSet
+from ..kube import (
+    NODESETS,
+    ApiError,
+    EventRecorder,
+    EventType,
+    Informer,
+    KubeClient,
+    NodeRecord,
+    ObjectReference,
+    PodRecord,
+    Taint,
+    resource_list,
+)
+from ._drain import must_leave
+from ._node_template import node_allocatable_units, node_labels, node_taints
+from ._removal import request_removal, requested_nodes
+from ._scale_down import is_failed, is_ready
+from ._scheduling import NodeShape, PendingPod, bound_pod_entry, fits_now, resource_misfit, static_misfit
+
+log = logging.getLogger(__name__)
+
+KUBE_NODE_MODE = "KubeNode"
+EXPANDERS = ("least-waste", "priority", "price")
+
+
+@dataclass(frozen=True)
+class PendingPodAutoscalerSettings:
+    """Tunables of the pending-pod autoscaler (flags of ``kube-node run``)."""
+
+    batch_window: float = 0.1  #: wait this long after the first unschedulable pod, to take a burst at once
+    interval: float = 1.0  #: how often to look again without a new event
+    unneeded_time: float = 600.0  #: how long a Node must be empty before it is removed
+    max_total_nodes: int | None = None  #: cap on the Nodes of all KubeNode-mode NodeSets together
+    expander: str = "least-waste"
+    backoff: float = 300.0  #: how long a NodeSet whose machines hit quota is skipped
+    max_removals_per_round: int = 10
+
+
+@dataclass
+class _Candidate:
+    nodeset: NodeSet
+    nodeclass: NodeClass
+    capacity: dict[str, int]
+    labels: dict[str, str]
+    taints: tuple[Taint, ...]
+    room: int  #: Nodes it may still add (maxReplicas, cluster cap)
+    new_nodes: list[NodeShape] = field(default_factory=list)
+    pods: list[PendingPod] = field(default_factory=list)
+
+
+class PendingPodAutoscaler:
+    """Raises and lowers KubeNode-mode NodeSets from pending pods and empty Nodes."""
+
+    def __init__(  # noqa: PLR0917 - the caches it reads, each named
+        self,
+        client: KubeClient,
+        pending: Informer[PendingPod],
+        bound: Informer[PodRecord],
+        nodes: Informer[NodeRecord],
+        nodesets: Informer[NodeSet],
+        nodeclasses: Informer[NodeClass],
+        recorder: EventRecorder,
+        *,
+        settings: PendingPodAutoscalerSettings | None = None,
+    ) -> None:
+        self._client = client
+        self._pending = pending
+        self._bound = bound
+        self._nodes = nodes
+        self._nodesets = nodesets
+        self._nodeclasses = nodeclasses
+        self._recorder = recorder
+        self.settings = settings or PendingPodAutoscalerSettings()
+        if self.settings.expander not in EXPANDERS:
+            raise ValueError(f"unknown expander {self.settings.expander!r}; one of {', '.join(EXPANDERS)}")
+        self._wake = threading.Event()
+        self._explained: dict[str, str] = {}  # pod uid -> the explanation last given
+        self._empty_since: dict[str, float] = {}
+        self._backoff_until: dict[str, float] = {}
+        self.decisions: list[tuple[float, str, int, int]] = []  #: (time, NodeSet, from, to), for tests/benchmarks
+        pending.add_handler(self._on_pending)
+
+    def _on_pending(self, old: PendingPod | None, new: PendingPod | None) -> None:
+        if new is not None and new.unschedulable:
+            self._wake.set()
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        """Run rounds until ``stop`` is set."""
+
+        def loop() -> None:
+            while not stop.is_set():
+                if self._wake.wait(self.settings.interval):
+                    stop.wait(self.settings.batch_window)  # let the rest of a burst arrive
+                self._wake.clear()
+                try:
+                    self.run_once()
+                except Exception:
+                    log.exception("pending-pod autoscaler round failed")
+
+        thread = threading.Thread(target=loop, name="pending-pod-autoscaler", daemon=True)
+        thread.start()
+        return thread
+
+    def run_once(self) -> None:
+        """One round: scale up for pending pods, then scale down empty Nodes."""
+        sets = [ns for ns in self._nodesets.list() if ns.spec.autoscaling.mode == KUBE_NODE_MODE]
+        if not sets:
+            return
+        self.scale_up(sets)
+        self.scale_down(sets, time.monotonic())
+
+    # -- scale up ----------------------------------------------------------------------------------------
+
+    def scale_up(self, sets: list[NodeSet]) -> dict[str, int]:
+        """Order new Nodes for the pending pods that fit nowhere yet; returns {NodeSet: new replicas}."""
+        pods = [p for p in self._pending.list() if p.unschedulable and p.owner_kind != "DaemonSet"]
+        if not pods:
+            return {}
+        pods.sort(key=lambda p: (p.requests.get("cpu", 0), p.requests.get("memory", 0)), reverse=True)
+        now = time.monotonic()
+        total_nodes = sum(max(ns.spec.replicas, len(self._members(ns))) for ns in sets)
+        cluster_room = (
+            self.settings.max_total_nodes - total_nodes if self.settings.max_total_nodes is not None else 10**9
+        )
+        candidates: list[_Candidate] = []
+        existing: list[tuple[_Candidate, NodeShape]] = []
+        for nodeset in sets:
+            nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
+            if nodeclass is None:
+                continue
+            candidate = self._candidate(nodeset, nodeclass, cluster_room)
+            backing_off = self._backing_off(nodeset, now)
+            existing.extend((candidate, shape) for shape in self._room_in(candidate, ready_only=backing_off))
+            if backing_off:
+                candidate.room = 0
+            candidates.append(candidate)
+
+        unplaced: list[PendingPod] = []
+        for pod in pods:  # 1. room on Nodes that exist or are on their way
+            for candidate, shape in existing:
+                if static_misfit(pod, shape.labels, candidate.taints) is None and fits_now(pod, shape):
+                    shape.place(pod)
+                    break
+            else:
+                unplaced.append(pod)
+
+        chosen: list[_Candidate] = []
+        while unplaced:  # 2. new Nodes, the expander's pick first
+            options = [c for c in candidates if c.room > 0 and c not in chosen]
+            for candidate in options:
+                self._pack(candidate, unplaced)
+            options = [c for c in options if c.new_nodes]
+            if not options:
+                break
+            best = min(options, key=self._expander_key)
+            chosen.append(best)
+            taken = {p.uid for p in best.pods}
+            unplaced = [p for p in unplaced if p.uid not in taken]
+            for candidate in options:
+                if candidate is not best:
+                    candidate.new_nodes, candidate.pods = [], []
+
+        decided: dict[str, int] = {}
+        for candidate in chosen:  # 3. act
+            name = candidate.nodeset.metadata.name
+            try:
+                before, after = self._raise(name, len(candidate.new_nodes))
+            except ApiError as error:
+                log.warning("raising NodeSet %s: %s", name, error)
+                continue
+            if after <= before:
+                continue
+            decided[name] = after
+            self.decisions.append((time.time(), name, before, after))
+            self._event(
+                candidate.nodeset,
+                "Normal",
+                "ScaledUp",
+                f"{len(candidate.pods)} pending pods: replicas {before} -> {after}",
+            )
+            for pod in candidate.pods:
+                self._pod_event(
+                    pod, "Normal", "TriggeredScaleUp", f"pod triggered scale-up: NodeSet {name} {before} -> {after}"
+                )
+        for pod in unplaced:
+            self._explain(pod, candidates)
+        return decided
+
+    def _candidate(self, nodeset: NodeSet, nodeclass: NodeClass, cluster_room: int) -> _Candidate:
+        capacity = node_allocatable_units(nodeclass)
+        overhead = self._daemonset_overhead(nodeset)
+        for name, value in overhead.items():
+            capacity[name] = capacity.get(name, 0) - value
+        maximum = nodeset.spec.max_replicas if nodeset.spec.max_replicas is not None else 10**9
+        room = max(0, min(maximum - nodeset.spec.replicas, cluster_room))
+        return _Candidate(
+            nodeset,
+            nodeclass,
+            capacity,
+            node_labels(nodeset, nodeclass, "new-node"),
+            node_taints(nodeset, nodeclass),
+            room,
+        )
+
+    def _members(self, nodeset: NodeSet) -> list[NodeRecord]:
+        requested = requested_nodes(nodeset)
+        return [
+            n
+            for n in self._nodes.by_index("nodeset", nodeset.metadata.name)
+            if not n.deleting and n.name not in requested
+        ]
+
+    def _room_in(self, candidate: _Candidate, *, ready_only: bool) -> list[NodeShape]:
+        """What is left on the set's Nodes (Ready or on their way) and on the replicas not yet created; with
+        ``ready_only`` (the set is backing off after quota failures) only on Ready Nodes."""
+        members = self._members(candidate.nodeset)
+        shapes = []
+        now = time.time()
+        timeout = candidate.nodeset.spec.replacement.registration_timeout_seconds
+        for node in members:
+            if node.unschedulable or is_failed(node, now, timeout) or (ready_only and not is_ready(node)):
+                continue  # not coming: its machine failed
+            free = dict(candidate.capacity) if not is_ready(node) else _units(node.allocatable, candidate.capacity)
+            shape = NodeShape(node.labels or candidate.labels, candidate.taints, free)
+            for pod in self._bound.by_index("node", node.name):
+                if not pod.finished:
+                    for name, value in pod.requests.items():
+                        shape.free[name] = shape.free.get(name, 0) - value
+                    shape.pods.append(bound_pod_entry(pod))
+            shapes.append(shape)
+        for _ in range(0 if ready_only else max(0, candidate.nodeset.spec.replicas - len(members))):
+            shapes.append(NodeShape(candidate.labels, candidate.taints, dict(candidate.capacity)))
+        return shapes
+
+    def _pack(self, candidate: _Candidate, pods: list[PendingPod]) -> None:
+        """First-fit decreasing of the pods that could run on this set's Nodes into new Nodes."""
+        candidate.new_nodes, candidate.pods = [], []
+        for pod in pods:
+            if static_misfit(pod, candidate.labels, candidate.taints) is not None:
+                continue
+            if resource_misfit(pod, candidate.capacity) is not None:
+                continue
+            for shape in candidate.new_nodes:
+                if fits_now(pod, shape):
+                    shape.place(pod)
+                    candidate.pods.append(pod)
+                    break
+            else:
+                if len(candidate.new_nodes) >= candidate.room:
+                    continue
+                shape = NodeShape(candidate.labels, candidate.taints, dict(candidate.capacity))
+                if not fits_now(pod, shape):
+                    continue
+                shape.place(pod)
+                candidate.new_nodes.append(shape)
+                candidate.pods.append(pod)
+
+    def _expander_key(self, candidate: _Candidate) -> tuple[float, ...]:
+        waste = _waste(candidate)
+        if self.settings.expander == "priority":
+            return (-candidate.nodeset.spec.autoscaling.priority, waste)
+        if self.settings.expander == "price":
+            price = candidate.nodeclass.spec.price_per_hour
+            per_pod = (price if price is not None else float("inf")) * len(candidate.new_nodes) / len(candidate.pods)
+            return (per_pod, waste)
+        return (waste, -len(candidate.pods))
+
+    def _raise(self, name: str, count: int) -> tuple[int, int]:
+        """Raise replicas by ``count`` (capped at maxReplicas) with the scale subresource's resourceVersion."""
+        for _ in range(20):
+            scale = self._client.get(NODESETS, name, subresource="scale")
+            nodeset = self._client.get(NODESETS, name)
+            before = int(scale["spec"].get("replicas", 0))
+            maximum = nodeset["spec"].get("maxReplicas")
+            after = before + count if maximum is None else min(before + count, int(maximum))
+            if after <= before:
+                return before, before
+            scale["spec"]["replicas"] = after
+            try:
+                written = self._client.replace(NODESETS, name, scale, subresource="scale")
+            except ApiError as error:
+                if error.conflict:
+                    continue
+                raise
+            self._wait_for_cache(name, int(written["metadata"]["resourceVersion"]))
+            return before, after
+        raise ApiError(409, "Conflict", f"NodeSet {name} kept changing")
+
+    def _wait_for_cache(self, name: str, version: int) -> None:
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            cached = self._nodesets.get(name)
+            if cached is None or int(cached.metadata.resource_version or 0) >= version:
+                return
+            time.sleep(0.005)
+
+    def _backing_off(self, nodeset: NodeSet, now: float) -> bool:
+        name = nodeset.metadata.name
+        quota = any(
+            n.annotations.get(ANNOTATION_MACHINE_ERROR_CLASS) == "OutOfResources" for n in self._members(nodeset)
+        )
+        if quota and (name not in self._backoff_until or now >= self._backoff_until[name]):
+            self._backoff_until[name] = now + self.settings.backoff
+            self._event(
+                nodeset,
+                "Warning",
+                "ScaleUpBackoff",
+                f"machines of this NodeSet hit quota; trying other NodeSets for {self.settings.backoff:.0f} s",
+            )
+        return now < self._backoff_until.get(name, 0.0)
+
+    def _daemonset_overhead(self, nodeset: NodeSet) -> dict[str, int]:
+        """What DaemonSet pods take on one of the set's Nodes, as observed on a Ready one (0 before any)."""
+        for node in self._nodes.by_index("nodeset", nodeset.metadata.name):
+            if is_ready(node):
+                overhead: dict[str, int] = {}
+                for pod in self._bound.by_index("node", node.name):
+                    if pod.owner_kind == "DaemonSet":
+                        for name, value in pod.requests.items():
+                            overhead[name] = overhead.get(name, 0) + value
+                return overhead
+        return {}
+
+    def _explain(self, pod: PendingPod, candidates: list[_Candidate]) -> None:
+        reasons = []
+        for candidate in candidates:
+            name = candidate.nodeset.metadata.name
+            why = static_misfit(pod, candidate.labels, candidate.taints)
+            why = why or resource_misfit(pod, candidate.capacity)
+            if why is None and candidate.room <= 0:
+                why = "at maxReplicas, the cluster cap, or backing off after quota failures"
+            if why is not None:
+                reasons.append(f"NodeSet {name}: {why}")
+        if not candidates:
+            reasons.append("no NodeSet has autoscaling.mode KubeNode and an existing NodeClass")
+        if not reasons:
+            return  # it fits somewhere: the scheduler will place it once the Nodes are Ready
+        message = "pod fits no NodeSet: " + "; ".join(sorted(reasons))
+        if self._explained.get(pod.uid) != message:
+            self._explained[pod.uid] = message
+            self._pod_event(pod, "Normal", "NotTriggerScaleUp", message)
+
+    # -- scale down --------------------------------------------------------------------------------------
+
+    def scale_down(self, sets: list[NodeSet], now: float) -> int:
+        """Remove Nodes empty for ``unneeded_time`` (bounded per round, never below minReplicas)."""
+        removed = 0
+        seen: set[str] = set()
+        for nodeset in sets:
+            members = self._members(nodeset)
+            allowed = max(0, nodeset.spec.replicas - nodeset.spec.min_replicas)
+            victims: list[str] = []
+            for node in members:
+                seen.add(node.name)
+                busy = any(must_leave(p) for p in self._bound.by_index("node", node.name))
+                if busy or not is_ready(node):
+                    self._empty_since.pop(node.name, None)
+                    continue
+                since = self._empty_since.setdefault(node.name, now)
+                if now - since >= self.settings.unneeded_time and len(victims) < allowed:
+                    victims.append(node.name)
+            victims = victims[: self.settings.max_removals_per_round - removed]
+            if victims:
+                count = request_removal(self._client, nodeset.metadata.name, victims)
+                removed += count
+                if count:
+                    self._event(
+                        nodeset,
+                        "Normal",
+                        "ScaledDown",
+                        f"removing {count} Nodes empty for {self.settings.unneeded_time:.0f} s: {', '.join(victims)}",
+                    )
+        self._empty_since = {k: v for k, v in self._empty_since.items() if k in seen}
+        return removed
+
+    # -- events ------------------------------------------------------------------------------------------
+
+    def _event(self, nodeset: NodeSet, type_: EventType, reason: str, message: str) -> None:
+        ref = ObjectReference(
+            "NodeSet", nodeset.metadata.name, nodeset.metadata.uid or "", api_version="kube-node.io/v1alpha1"
+        )
+        self._recorder.event(ref, type_, reason, message)
+
+    def _pod_event(self, pod: PendingPod, type_: EventType, reason: str, message: str) -> None:
+        self._recorder.event(ObjectReference("Pod", pod.name, pod.uid, namespace=pod.namespace), type_, reason, message)
+
+
+def _units(values: dict[str, str], fallback: dict[str, int]) -> dict[str, int]:
+    return resource_list(values) if values else dict(fallback)
+
+
+def _waste(candidate: _Candidate) -> float:
+    """Least waste: the share of the new Nodes' CPU and memory left unused."""
+    total = 0.0
+    for resource in ("cpu", "memory"):
+        capacity = candidate.capacity.get(resource, 0) * len(candidate.new_nodes)
+        if capacity > 0:
+            total += sum(max(0, s.free.get(resource, 0)) for s in candidate.new_nodes) / capacity
+    return total

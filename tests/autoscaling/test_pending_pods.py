@@ -1,0 +1,198 @@
+"""kube-node's own autoscaler on the real control plane with kube-scheduler and kube-controller-manager."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any
+
+import pytest
+
+from nodeset_controller.api import LABEL_NODESET
+from nodeset_controller.controllers import Manager
+from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient, Resource
+from tests.conftest import eventually, nodeset_manifest, simulator_nodeclass
+
+pytestmark = pytest.mark.controlplane
+
+PODS = Resource("", "v1", "pods", namespaced=True)
+DEPLOYMENTS = Resource("apps", "v1", "deployments", namespaced=True)
+NAMESPACES = Resource("", "v1", "namespaces")
+SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", namespaced=True)
+EVENTS = Resource("", "v1", "events", namespaced=True)
+AUTO = {"autoscaling": {"mode": "KubeNode"}}
+
+
+def deployment(name: str, replicas: int, cpu: str, **pod_spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 0,
+                    **pod_spec,
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": "registry.invalid/x:1",
+                            "resources": {"requests": {"cpu": cpu, "memory": "100Mi"}},
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def pods_of(kube: KubeClient, namespace: str, app: str) -> list[dict[str, Any]]:
+    return kube.list(PODS, namespace, labelSelector=f"app={app}")["items"]
+
+
+def running(kube: KubeClient, namespace: str, app: str) -> int:
+    return sum(1 for p in pods_of(kube, namespace, app) if p["status"].get("phase") == "Running")
+
+
+def replicas(kube: KubeClient, nodeset: str) -> int:
+    return int(kube.get(NODESETS, nodeset)["spec"]["replicas"])
+
+
+def node_set_of_pods(kube: KubeClient, namespace: str, app: str) -> set[str]:
+    names = {p["spec"].get("nodeName") for p in pods_of(kube, namespace, app)}
+    return {kube.get(NODES, n)["metadata"]["labels"][LABEL_NODESET] for n in names if n}
+
+
+def pod_events(kube: KubeClient, namespace: str, reason: str) -> list[dict[str, Any]]:
+    return [e for e in kube.list(EVENTS, namespace)["items"] if e["reason"] == reason]
+
+
+def test_pending_pods_raise_replicas_to_the_packed_count_and_a_second_burst_orders_the_difference(
+    kube: KubeClient, manager: Manager, namespace: str
+) -> None:
+    kube.create(NODECLASSES, simulator_nodeclass(bootDelaySeconds=3))
+    kube.create(NODESETS, nodeset_manifest("auto", 0, maxReplicas=20, **AUTO))
+    kube.create(DEPLOYMENTS, deployment("web", 6, "1500m"), namespace)  # two per 4-CPU node
+    eventually(lambda: replicas(kube, "auto") == 3, timeout=30, what="replicas 3")
+    time.sleep(1)
+    assert replicas(kube, "auto") == 3  # while the three boot, nothing more is ordered
+    kube.patch(DEPLOYMENTS, "web", {"spec": {"replicas": 10}}, namespace)
+    eventually(lambda: replicas(kube, "auto") == 5, timeout=30, what="replicas 5: only the difference")
+    eventually(lambda: running(kube, namespace, "web") == 10, timeout=90, what="all 10 pods Running")
+    assert replicas(kube, "auto") == 5
+    triggered = pod_events(kube, namespace, "TriggeredScaleUp")
+    assert triggered and "NodeSet auto" in triggered[0]["message"]
+
+
+def test_selectors_affinity_and_tolerations_pick_the_right_nodeset(
+    kube: KubeClient, manager: Manager, namespace: str
+) -> None:
+    small = simulator_nodeclass("small")
+    small["spec"]["labels"] = {"pool": "general"}
+    tainted = simulator_nodeclass("tainted")
+    tainted["spec"]["labels"] = {"pool": "special"}
+    tainted["spec"]["taints"] = [{"key": "dedicated", "value": "special", "effect": "NoSchedule"}]
+    big = simulator_nodeclass("big")
+    big["spec"]["capacity"] = {"cpu": "16", "memory": "64Gi", "pods": "110"}
+    big["spec"]["labels"] = {"pool": "big"}
+    for nodeclass in (small, tainted, big):
+        kube.create(NODECLASSES, nodeclass)
+    for name in ("small", "tainted", "big"):
+        kube.create(NODESETS, nodeset_manifest(name, 0, nodeclass=name, maxReplicas=3, **AUTO))
+    kube.create(DEPLOYMENTS, deployment("general", 2, "1", nodeSelector={"pool": "general"}), namespace)
+    kube.create(
+        DEPLOYMENTS,
+        deployment(
+            "special",
+            2,
+            "1",
+            tolerations=[{"key": "dedicated", "operator": "Equal", "value": "special", "effect": "NoSchedule"}],
+            affinity={
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["special"]}]}
+                        ]
+                    }
+                }
+            },
+        ),
+        namespace,
+    )
+    kube.create(DEPLOYMENTS, deployment("huge", 1, "12"), namespace)
+    kube.create(DEPLOYMENTS, deployment("impossible", 1, "64"), namespace)
+    for app, nodeset in (("general", "small"), ("special", "tainted"), ("huge", "big")):
+        eventually(
+            lambda a=app: running(kube, namespace, a) == len(pods_of(kube, namespace, a)),
+            timeout=90,
+            what=f"{app} Running",
+        )
+        assert node_set_of_pods(kube, namespace, app) == {nodeset}
+    assert (replicas(kube, "small"), replicas(kube, "tainted"), replicas(kube, "big")) == (1, 1, 1)
+    explained = eventually(
+        lambda: [
+            e
+            for e in pod_events(kube, namespace, "NotTriggerScaleUp")
+            if e["involvedObject"]["name"].startswith("impossible")
+        ],
+        timeout=30,
+    )
+    message = explained[0]["message"]
+    assert "NodeSet big: requests cpu 64000m but a node has 16000m" in message
+    assert "NodeSet tainted: taint dedicated=special:NoSchedule is not tolerated" in message
+    time.sleep(2)
+    assert len(pod_events(kube, namespace, "NotTriggerScaleUp")) == 1  # one per pod and reason, not a flood
+    assert (replicas(kube, "small"), replicas(kube, "tainted"), replicas(kube, "big")) == (1, 1, 1)
+
+
+def test_max_replicas_holds_and_other_modes_are_never_touched(
+    kube: KubeClient, manager: Manager, namespace: str
+) -> None:
+    kube.create(NODECLASSES, simulator_nodeclass())
+    kube.create(NODESETS, nodeset_manifest("capped", 0, maxReplicas=2, **AUTO))
+    kube.create(NODESETS, nodeset_manifest("by-hand", 0, maxReplicas=10))
+    kube.create(NODESETS, nodeset_manifest("for-ca", 0, maxReplicas=10, autoscaling={"mode": "ClusterAutoscaler"}))
+    kube.create(DEPLOYMENTS, deployment("many", 8, "3"), namespace)  # one per node: 8 wanted, 2 allowed
+    eventually(lambda: replicas(kube, "capped") == 2, timeout=30)
+    time.sleep(3)
+    assert (replicas(kube, "capped"), replicas(kube, "by-hand"), replicas(kube, "for-ca")) == (2, 0, 0)
+    eventually(lambda: running(kube, namespace, "many") == 2, timeout=60)
+
+
+def test_empty_nodes_go_after_the_unneeded_time_never_below_min(
+    kube: KubeClient, manager: Manager, namespace: str
+) -> None:
+    manager.autoscaler.settings = dataclasses.replace(manager.autoscaler.settings, unneeded_time=3.0)
+    kube.create(NODECLASSES, simulator_nodeclass())
+    kube.create(NODESETS, nodeset_manifest("shrink", 0, minReplicas=1, maxReplicas=5, **AUTO))
+    kube.create(DEPLOYMENTS, deployment("busy", 3, "3"), namespace)
+    eventually(lambda: running(kube, namespace, "busy") == 3, timeout=90)
+    assert replicas(kube, "shrink") == 3
+    kube.patch(DEPLOYMENTS, "busy", {"spec": {"replicas": 1}}, namespace)
+    eventually(lambda: replicas(kube, "shrink") == 1, timeout=60, what="the two empty Nodes removed")
+    eventually(lambda: len(kube.list(NODES, labelSelector=f"{LABEL_NODESET}=shrink")["items"]) == 1, timeout=60)
+    assert running(kube, namespace, "busy") == 1  # the busy Node stayed
+    kube.patch(DEPLOYMENTS, "busy", {"spec": {"replicas": 0}}, namespace)
+    time.sleep(6)
+    assert replicas(kube, "shrink") == 1  # never below minReplicas
+
+
+def test_quota_on_the_preferred_nodeset_backs_it_off_and_the_next_is_used(
+    kube: KubeClient, manager: Manager, namespace: str
+) -> None:
+    exact = simulator_nodeclass("exact", createFailureRate=1)  # 2 CPUs: no waste for 2-CPU pods, but no quota
+    exact["spec"]["capacity"] = {"cpu": "2", "memory": "8Gi", "pods": "110"}
+    kube.create(NODECLASSES, exact)
+    kube.create(NODECLASSES, simulator_nodeclass("roomy"))
+    kube.create(NODESETS, nodeset_manifest("exact", 0, nodeclass="exact", maxReplicas=5, **AUTO))
+    kube.create(NODESETS, nodeset_manifest("roomy", 0, nodeclass="roomy", maxReplicas=5, **AUTO))
+    kube.create(DEPLOYMENTS, deployment("job", 2, "2"), namespace)
+    eventually(lambda: replicas(kube, "exact") >= 1, timeout=30, what="the least-waste NodeSet tried first")
+    eventually(lambda: running(kube, namespace, "job") == 2, timeout=120, what="pods Running on the next NodeSet")
+    assert node_set_of_pods(kube, namespace, "job") == {"roomy"}
+    assert manager.simulator is not None
+    assert all(m.nodeclass == "roomy" for m in manager.simulator.machines())
+    eventually(lambda: replicas(kube, "exact") == 0, timeout=60, what="the failed replicas given back")
