@@ -166,6 +166,9 @@ class ControlPlane:
                 f"--kube-api-qps={self._client_qps}",
                 f"--kube-api-burst={self._client_qps * 2}",
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                # The node lifecycle controller removes the not-ready taint of a Node that turned Ready on its
+                # next pass, every 5 s by default; a local control plane looks every second.
+                "--node-monitor-period=1s",
                 "--v=1",
             ],
             self.logdir,
