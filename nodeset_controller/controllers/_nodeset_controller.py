@@ -506,26 +506,16 @@ class NodeSetController:
 
         generation = nodeset.metadata.generation
         old = {c.type: c for c in (nodeset.status.conditions if nodeset.status else [])}
-        conditions = [
-            _condition(kind, values, old.get(kind), generation)
-            for kind, values in (("Ready", ready_cond), ("Progressing", progressing), ("ReplicaFailure", failure))
-        ]
+        ours = (("Ready", ready_cond), ("Progressing", progressing), ("ReplicaFailure", failure))
+        conditions = [make_condition(kind, values, old.get(kind), generation) for kind, values in ours]
+        # Conditions other writers own (the pending-pod autoscaler's ScalingLimited) are kept as they are.
+        conditions += [c for kind, c in old.items() if kind not in {k for k, _ in ours}]
         status = {
             "replicas": replicas,
             "readyReplicas": ready,
             "observedGeneration": generation,
             "selector": nodeset_selector(name),
-            "conditions": [
-                {
-                    "type": c.type,
-                    "status": c.status,
-                    "reason": c.reason,
-                    "message": c.message,
-                    "lastTransitionTime": c.last_transition_time,
-                    "observedGeneration": c.observed_generation,
-                }
-                for c in conditions
-            ],
+            "conditions": [condition_json(c) for c in conditions],
         }
         current = nodeset.status
         if (
@@ -562,7 +552,23 @@ class NodeSetController:
         self._recorder.event(ObjectReference("Node", node.name, node.uid), type_, reason, message)
 
 
-def _condition(kind: str, values: tuple[str, str, str], old: Condition | None, generation: int | None) -> Condition:
+def condition_json(condition: Condition) -> dict[str, object]:
+    """A condition as the API server takes it."""
+    entry: dict[str, object] = {
+        "type": condition.type,
+        "status": condition.status,
+        "reason": condition.reason,
+        "message": condition.message,
+        "lastTransitionTime": condition.last_transition_time,
+    }
+    if condition.observed_generation is not None:
+        entry["observedGeneration"] = condition.observed_generation
+    return entry
+
+
+def make_condition(kind: str, values: tuple[str, str, str], old: Condition | None, generation: int | None) -> Condition:
+    """A condition of ``kind`` with (status, reason, message), keeping ``old``'s transition time if the status
+    did not change."""
     status, reason, message = values
     changed = old is None or old.status != status
     return Condition(

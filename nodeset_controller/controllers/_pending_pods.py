@@ -43,6 +43,7 @@ from ..kube import (
 )
 from ._drain import must_leave
 from ._node_template import node_allocatable_units, node_labels, node_taints
+from ._nodeset_controller import condition_json, make_condition
 from ._removal import request_removal, requested_nodes
 from ._scale_down import is_failed, is_ready
 from ._scheduling import NodeShape, PendingPod, bound_pod_entry, fits_now, resource_misfit, static_misfit
@@ -50,6 +51,8 @@ from ._scheduling import NodeShape, PendingPod, bound_pod_entry, fits_now, resou
 log = logging.getLogger(__name__)
 
 KUBE_NODE_MODE = "KubeNode"
+#: The NodeSet condition this autoscaler owns: whether something holds its scale-up back.
+LIMITED = "ScalingLimited"
 EXPANDERS = ("least-waste", "priority", "price")
 
 
@@ -138,6 +141,7 @@ class PendingPodAutoscaler:
             return
         self.scale_up(sets)
         self.scale_down(sets, time.monotonic())
+        self._report_limits(sets, time.monotonic())
 
     # -- scale up ----------------------------------------------------------------------------------------
 
@@ -402,6 +406,41 @@ class PendingPodAutoscaler:
                     )
         self._empty_since = {k: v for k, v in self._empty_since.items() if k in seen}
         return removed
+
+    # -- status ------------------------------------------------------------------------------------------
+
+    def _report_limits(self, sets: list[NodeSet], now: float) -> None:
+        """Keep each NodeSet's ScalingLimited condition true to what holds its scale-up back."""
+        total = sum(max(ns.spec.replicas, len(self._members(ns))) for ns in sets)
+        cap = self.settings.max_total_nodes
+        for nodeset in sets:
+            spec = nodeset.spec
+            if self._nodeclasses.get(spec.node_class_name) is None:
+                values = ("True", "NodeClassNotFound", f"NodeClass {spec.node_class_name} does not exist")
+            elif spec.max_replicas is not None and spec.replicas >= spec.max_replicas:
+                values = ("True", "AtMaxReplicas", f"replicas is at maxReplicas {spec.max_replicas}")
+            elif now < self._backoff_until.get(nodeset.metadata.name, 0.0):
+                values = ("True", "BackingOff", "machines hit quota recently; other NodeSets are tried first")
+            elif cap is not None and total >= cap:
+                values = ("True", "ClusterCapReached", f"the KubeNode NodeSets have {total} of {cap} Nodes")
+            else:
+                values = ("False", "NotLimited", "scale-up is not held back")
+            old = next((c for c in (nodeset.status.conditions if nodeset.status else []) if c.type == LIMITED), None)
+            if old is not None and (old.status, old.reason, old.message) == values:
+                continue
+            condition = make_condition(LIMITED, values, old, nodeset.metadata.generation)
+            others = [
+                condition_json(c) for c in (nodeset.status.conditions if nodeset.status else []) if c.type != LIMITED
+            ]
+            patch = {
+                "metadata": {"resourceVersion": nodeset.metadata.resource_version},
+                "status": {"conditions": [*others, condition_json(condition)]},
+            }
+            try:
+                self._client.patch(NODESETS, nodeset.metadata.name, patch, subresource="status")
+            except ApiError as error:
+                if not (error.conflict or error.not_found):
+                    raise  # a conflict: the next round writes it from the fresh NodeSet
 
     # -- events ------------------------------------------------------------------------------------------
 

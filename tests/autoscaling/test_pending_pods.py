@@ -160,6 +160,20 @@ def test_max_replicas_holds_and_other_modes_are_never_touched(
     time.sleep(3)
     assert (replicas(kube, "capped"), replicas(kube, "by-hand"), replicas(kube, "for-ca")) == (2, 0, 0)
     eventually(lambda: running(kube, namespace, "many") == 2, timeout=60)
+    limited = eventually(
+        lambda: next(
+            (
+                c
+                for c in kube.get(NODESETS, "capped")["status"].get("conditions", [])
+                if c["type"] == "ScalingLimited" and c["status"] == "True"
+            ),
+            None,
+        )
+    )
+    assert limited["reason"] == "AtMaxReplicas"
+    # The NodeSetController's own conditions stay beside it.
+    types = {c["type"] for c in kube.get(NODESETS, "capped")["status"]["conditions"]}
+    assert {"Ready", "Progressing", "ReplicaFailure", "ScalingLimited"} <= types
 
 
 def test_empty_nodes_go_after_the_unneeded_time_never_below_min(

@@ -120,7 +120,7 @@ def deployment(replicas: int, nodeset: str, cpu: str) -> dict[str, Any]:
 
 
 def running_pods(kube: KubeClient, namespace: str) -> int:
-    pods = kube.list(PODS, namespace, labelSelector="app=load")["items"]
+    pods = kube.list(PODS, namespace)["items"]
     return sum(1 for p in pods if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp"))
 
 
@@ -198,3 +198,50 @@ def test_quota_failures_make_the_autoscaler_back_off_at_once(
     finally:
         autoscaler.stop()
     shutil.copy(autoscaler.log_path, tmp_path / "cluster-autoscaler.log")
+
+
+def test_each_nodeset_is_driven_only_by_its_own_autoscaler(
+    kube: KubeClient,
+    control_plane: ControlPlane,
+    manager: Manager,
+    provider: Provider,
+    namespace: str,
+    autoscaler_binary: Path,
+    tmp_path: Path,
+) -> None:
+    for name in ("for-ca", "for-kube-node"):
+        nodeclass = simulator_nodeclass(name)
+        nodeclass["spec"]["labels"] = {"pool": name}
+        kube.create(NODECLASSES, nodeclass)
+    kube.create(
+        NODESETS,
+        nodeset_manifest("for-ca", 0, nodeclass="for-ca", maxReplicas=10, autoscaling={"mode": "ClusterAutoscaler"}),
+    )
+    kube.create(
+        NODESETS,
+        nodeset_manifest(
+            "for-kube-node", 0, nodeclass="for-kube-node", maxReplicas=10, autoscaling={"mode": "KubeNode"}
+        ),
+    )
+    autoscaler = Autoscaler(
+        autoscaler_binary, control_plane, provider, tmp_path, "two-autoscalers", "--scale-down-enabled=false"
+    )
+    try:
+        for pool in ("for-ca", "for-kube-node"):
+            body = deployment(4, pool, "1500m")
+            body["metadata"]["name"] = f"load-{pool}"
+            body["spec"]["selector"]["matchLabels"] = body["spec"]["template"]["metadata"]["labels"] = {"app": pool}
+            body["spec"]["template"]["spec"]["nodeSelector"] = {"pool": pool}
+            kube.create(DEPLOYMENTS, body, namespace)
+        eventually(
+            lambda: running_pods(kube, namespace) == 8, timeout=120, what=f"all 8 pods Running\n{autoscaler.tail()}"
+        )
+        assert kube.get(NODESETS, "for-ca")["spec"]["replicas"] == 2
+        assert kube.get(NODESETS, "for-kube-node")["spec"]["replicas"] == 2
+        # kube-node's autoscaler decided only its own NodeSet; the cluster-autoscaler never saw it as a group.
+        assert {nodeset for _, nodeset, _, _ in manager.autoscaler.decisions} == {"for-kube-node"}
+        log = autoscaler.log()
+        assert "setting group for-ca size to 2" in log
+        assert "for-kube-node size" not in log
+    finally:
+        autoscaler.stop()
