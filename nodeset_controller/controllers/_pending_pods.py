@@ -54,6 +54,8 @@ KUBE_NODE_MODE = "KubeNode"
 #: The NodeSet condition this autoscaler owns: whether something holds its scale-up back.
 LIMITED = "ScalingLimited"
 EXPANDERS = ("least-waste", "priority", "price")
+#: least-waste treats options whose waste is this close to the least as equally good, and then prefers fewer Nodes.
+WASTE_TOLERANCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,7 @@ class PendingPodAutoscaler:
             options = [c for c in options if c.new_nodes]
             if not options:
                 break
-            best = min(options, key=self._expander_key)
+            best = self._expand(options)
             chosen.append(best)
             taken = {p.uid for p in best.pods}
             unplaced = [p for p in unplaced if p.uid not in taken]
@@ -289,15 +291,22 @@ class PendingPodAutoscaler:
                 candidate.new_nodes.append(shape)
                 candidate.pods.append(pod)
 
-    def _expander_key(self, candidate: _Candidate) -> tuple[float, ...]:
-        waste = _waste(candidate)
+    def _expand(self, options: list[_Candidate]) -> _Candidate:
+        """The expander's choice. least-waste: among the options within a tolerance of the least waste, the
+        one with the fewest new Nodes (room left on a new Node is filled by the next pods first, so a strict
+        least-waste over a part of a burst would order many small Nodes); priority; price per pod."""
         if self.settings.expander == "priority":
-            return (-candidate.nodeset.spec.autoscaling.priority, waste)
+            return min(options, key=lambda c: (-c.nodeset.spec.autoscaling.priority, _waste(c)))
         if self.settings.expander == "price":
-            price = candidate.nodeclass.spec.price_per_hour
-            per_pod = (price if price is not None else float("inf")) * len(candidate.new_nodes) / len(candidate.pods)
-            return (per_pod, waste)
-        return (waste, -len(candidate.pods))
+
+            def per_pod(c: _Candidate) -> float:
+                price = c.nodeclass.spec.price_per_hour
+                return (price if price is not None else float("inf")) * len(c.new_nodes) / len(c.pods)
+
+            return min(options, key=lambda c: (per_pod(c), _waste(c)))
+        least = min(_waste(c) for c in options)
+        close = [c for c in options if _waste(c) <= least + WASTE_TOLERANCE]
+        return min(close, key=lambda c: (len(c.new_nodes) / max(1, len(c.pods)), _waste(c)))
 
     def _raise(self, name: str, count: int) -> tuple[int, int]:
         """Raise replicas by ``count`` (capped at maxReplicas) with the scale subresource's resourceVersion."""

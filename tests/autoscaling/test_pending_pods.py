@@ -23,7 +23,7 @@ EVENTS = Resource("", "v1", "events", namespaced=True)
 AUTO = {"autoscaling": {"mode": "KubeNode"}}
 
 
-def deployment(name: str, replicas: int, cpu: str, **pod_spec: Any) -> dict[str, Any]:
+def deployment(name: str, replicas: int, cpu: str, memory: str = "100Mi", **pod_spec: Any) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -197,13 +197,15 @@ def test_empty_nodes_go_after_the_unneeded_time_never_below_min(
 def test_quota_on_the_preferred_nodeset_backs_it_off_and_the_next_is_used(
     kube: KubeClient, manager: Manager, namespace: str
 ) -> None:
-    exact = simulator_nodeclass("exact", createFailureRate=1)  # 2 CPUs: no waste for 2-CPU pods, but no quota
+    exact = simulator_nodeclass("exact", createFailureRate=1)  # fits the pods with little waste, but no quota
     exact["spec"]["capacity"] = {"cpu": "2", "memory": "8Gi", "pods": "110"}
     kube.create(NODECLASSES, exact)
-    kube.create(NODECLASSES, simulator_nodeclass("roomy"))
+    roomy = simulator_nodeclass("roomy")  # half empty with these two pods
+    roomy["spec"]["capacity"] = {"cpu": "8", "memory": "32Gi", "pods": "110"}
+    kube.create(NODECLASSES, roomy)
     kube.create(NODESETS, nodeset_manifest("exact", 0, nodeclass="exact", maxReplicas=5, **AUTO))
     kube.create(NODESETS, nodeset_manifest("roomy", 0, nodeclass="roomy", maxReplicas=5, **AUTO))
-    kube.create(DEPLOYMENTS, deployment("job", 2, "2"), namespace)
+    kube.create(DEPLOYMENTS, deployment("job", 2, "2", memory="7Gi"), namespace)
     eventually(lambda: replicas(kube, "exact") >= 1, timeout=30, what="the least-waste NodeSet tried first")
     eventually(lambda: running(kube, namespace, "job") == 2, timeout=120, what="pods Running on the next NodeSet")
     assert node_set_of_pods(kube, namespace, "job") == {"roomy"}
