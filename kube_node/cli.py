@@ -141,6 +141,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="pending-pod autoscaler: how to choose among NodeSets that fit (default least-waste)",
     )
     run.add_argument(
+        "--autoscaler-utilization-threshold",
+        type=float,
+        default=float(_env("AUTOSCALER_UTILIZATION_THRESHOLD", "0.5")),
+        help="pending-pod autoscaler: a Node using less CPU and memory than this share may be consolidated "
+        "(default 0.5)",
+    )
+    run.add_argument(
         "--install-crds",
         action="store_true",
         default=_env("INSTALL_CRDS", "") == "true",
@@ -192,6 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 batch_window=args.autoscaler_batch_window,
                 max_total_nodes=args.autoscaler_max_total_nodes,
                 expander=args.autoscaler_expander,
+                utilization_threshold=args.autoscaler_utilization_threshold,
             ),
         )
     if args.command == "crds":

@@ -38,6 +38,7 @@ from ..kube import (
     NodeRecord,
     ObjectReference,
     PodRecord,
+    Resource,
     Taint,
     resource_list,
 )
@@ -46,13 +47,22 @@ from ._node_template import node_allocatable_units, node_labels, node_taints
 from ._nodeset_controller import condition_json, make_condition
 from ._removal import request_removal, requested_nodes
 from ._scale_down import is_failed, is_ready
-from ._scheduling import NodeShape, PendingPod, bound_pod_entry, fits_now, resource_misfit, static_misfit
+from ._scheduling import (
+    LabelSelector,
+    NodeShape,
+    PendingPod,
+    bound_pod_entry,
+    fits_now,
+    resource_misfit,
+    static_misfit,
+)
 
 log = logging.getLogger(__name__)
 
 KUBE_NODE_MODE = "KubeNode"
 #: The NodeSet condition this autoscaler owns: whether something holds its scale-up back.
 LIMITED = "ScalingLimited"
+PDBS = Resource("policy", "v1", "poddisruptionbudgets", namespaced=True)
 EXPANDERS = ("least-waste", "priority", "price")
 #: least-waste treats options whose waste is this close to the least as equally good, and then prefers fewer Nodes.
 WASTE_TOLERANCE = 0.5
@@ -69,6 +79,8 @@ class PendingPodAutoscalerSettings:
     expander: str = "least-waste"
     backoff: float = 300.0  #: how long a NodeSet whose machines hit quota is skipped
     max_removals_per_round: int = 10
+    utilization_threshold: float = 0.5  #: a Node using less of its CPU and memory than this may be consolidated
+    consolidation_interval: float = 30.0  #: at most one consolidation per this many seconds
 
 
 @dataclass
@@ -111,6 +123,10 @@ class PendingPodAutoscaler:
         self._wake = threading.Event()
         self._explained: dict[str, str] = {}  # pod uid -> the explanation last given
         self._empty_since: dict[str, float] = {}
+        self._underused_since: dict[str, float] = {}
+        self._last_consolidation = 0.0
+        self._consolidating: dict[str, float] = {}  # Node -> when its removal was asked for
+        self._scaled_up_at: dict[str, float] = {}  # NodeSet -> when this autoscaler last raised it
         self._backoff_until: dict[str, float] = {}
         self.decisions: list[tuple[float, str, int, int]] = []  #: (time, NodeSet, from, to), for tests/benchmarks
         pending.add_handler(self._on_pending)
@@ -143,6 +159,7 @@ class PendingPodAutoscaler:
             return
         self.scale_up(sets)
         self.scale_down(sets, time.monotonic())
+        self.consolidate(sets, time.monotonic())
         self._report_limits(sets, time.monotonic())
 
     # -- scale up ----------------------------------------------------------------------------------------
@@ -190,6 +207,10 @@ class PendingPodAutoscaler:
                 break
             best = self._expand(options)
             chosen.append(best)
+            cluster_room -= len(best.new_nodes)
+            for candidate in candidates:
+                if candidate is not best:
+                    candidate.room = min(candidate.room, max(0, cluster_room))
             taken = {p.uid for p in best.pods}
             unplaced = [p for p in unplaced if p.uid not in taken]
             for candidate in options:
@@ -207,6 +228,7 @@ class PendingPodAutoscaler:
             if after <= before:
                 continue
             decided[name] = after
+            self._scaled_up_at[name] = time.monotonic()
             self.decisions.append((time.time(), name, before, after))
             self._event(
                 candidate.nodeset,
@@ -391,7 +413,9 @@ class PendingPodAutoscaler:
         seen: set[str] = set()
         for nodeset in sets:
             members = self._members(nodeset)
-            allowed = max(0, nodeset.spec.replicas - nodeset.spec.min_replicas)
+            allowed = (
+                0 if self._recently_raised(nodeset, now) else max(0, nodeset.spec.replicas - nodeset.spec.min_replicas)
+            )
             victims: list[str] = []
             for node in members:
                 seen.add(node.name)
@@ -415,6 +439,108 @@ class PendingPodAutoscaler:
                     )
         self._empty_since = {k: v for k, v in self._empty_since.items() if k in seen}
         return removed
+
+    def consolidate(self, sets: list[NodeSet], now: float) -> str | None:
+        """Remove one underused Node whose pods all fit on the set's other Nodes, if one has been underused for
+        the unneeded time (at most one per consolidation interval). Its pods must be controller-owned, without
+        local storage, and their PodDisruptionBudgets must allow a disruption now; the drain then moves them.
+        Returns the Node chosen, if any."""
+        # One at a time: not while an earlier one's Node is still there (the cache may not show its removal yet).
+        self._consolidating = {
+            name: at for name, at in self._consolidating.items() if self._nodes.get(name) is not None and now - at < 600
+        }
+        if self._consolidating:
+            return None
+        seen: set[str] = set()
+        chosen: tuple[NodeSet, NodeRecord] | None = None
+        for nodeset in sets:
+            nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
+            if (
+                nodeclass is None
+                or nodeset.spec.replicas <= nodeset.spec.min_replicas
+                or self._recently_raised(nodeset, now)
+            ):
+                continue
+            candidate = self._candidate(nodeset, nodeclass, 10**9)
+            ready = [n for n in self._members(nodeset) if is_ready(n) and not n.unschedulable]
+            for node in ready:
+                seen.add(node.name)
+                pods = [p for p in self._bound.by_index("node", node.name) if must_leave(p)]
+                if not pods or not self._underused(node, pods, candidate.capacity):
+                    self._underused_since.pop(node.name, None)
+                    continue
+                since = self._underused_since.setdefault(node.name, now)
+                if (
+                    chosen is None
+                    and now - since >= self.settings.unneeded_time
+                    and self._movable(node, pods, ready, candidate)
+                ):
+                    chosen = (nodeset, node)
+        self._underused_since = {k: v for k, v in self._underused_since.items() if k in seen}
+        if chosen is None or now - self._last_consolidation < self.settings.consolidation_interval:
+            return None
+        nodeset, node = chosen
+        if request_removal(self._client, nodeset.metadata.name, [node.name]):
+            self._last_consolidation = now
+            self._consolidating[node.name] = now
+            self._underused_since.pop(node.name, None)
+            self._event(
+                nodeset,
+                "Normal",
+                "Consolidating",
+                f"Node {node.name} is underused and its pods fit on the others: draining and removing it",
+            )
+            return node.name
+        return None
+
+    def _recently_raised(self, nodeset: NodeSet, now: float) -> bool:
+        """Whether this autoscaler raised the NodeSet within the unneeded time: nothing is taken away then (the
+        cluster-autoscaler's scale-down-delay-after-add), so a consolidation cannot chase its own scale-up."""
+        return now - self._scaled_up_at.get(nodeset.metadata.name, float("-inf")) < self.settings.unneeded_time
+
+    def _underused(self, node: NodeRecord, pods: list[PodRecord], capacity: dict[str, int]) -> bool:
+        allocatable = _units(node.allocatable, capacity)
+        for resource in ("cpu", "memory"):
+            total = allocatable.get(resource, 0)
+            used = sum(p.requests.get(resource, 0) for p in self._bound.by_index("node", node.name))
+            if total and used / total >= self.settings.utilization_threshold:
+                return False
+        return True
+
+    def _movable(self, node: NodeRecord, pods: list[PodRecord], ready: list[NodeRecord], candidate: _Candidate) -> bool:
+        if any(not p.owner_kind or p.local_storage for p in pods):
+            return False  # a bare pod would not come back; local data would be lost
+        others = []
+        for other in ready:
+            if other.name == node.name:
+                continue
+            shape = NodeShape(other.labels, candidate.taints, _units(other.allocatable, candidate.capacity))
+            for pod in self._bound.by_index("node", other.name):
+                if not pod.finished:
+                    for name, value in pod.requests.items():
+                        shape.free[name] = shape.free.get(name, 0) - value
+                    shape.pods.append(bound_pod_entry(pod))
+            others.append(shape)
+        for pod in sorted(pods, key=lambda p: p.requests.get("cpu", 0), reverse=True):
+            moving = PendingPod(
+                pod.namespace, pod.name, pod.uid, pod.labels, pod.requests, {}, (), (), (), True, pod.owner_kind, ""
+            )
+            target = next((shape for shape in others if fits_now(moving, shape)), None)
+            if target is None:
+                return False
+            target.place(moving)
+        return self._budgets_allow(pods)
+
+    def _budgets_allow(self, pods: list[PodRecord]) -> bool:
+        """Whether every PodDisruptionBudget that covers one of ``pods`` allows a disruption now."""
+        for namespace in {p.namespace for p in pods}:
+            budgets = self._client.list(PDBS, namespace)["items"]
+            for budget in budgets:
+                selector = LabelSelector.from_json(budget.get("spec", {}).get("selector"))
+                covered = [p for p in pods if p.namespace == namespace and selector.matches(p.labels)]
+                if covered and int((budget.get("status") or {}).get("disruptionsAllowed", 0)) < len(covered):
+                    return False
+        return True
 
     # -- status ------------------------------------------------------------------------------------------
 

@@ -159,9 +159,20 @@ def fits_now(pod: PendingPod, node: NodeShape) -> bool:
     return True
 
 
+def anti_affinity_of(terms: Iterable[JSON], namespace: str) -> tuple[AntiAffinity, ...]:
+    """Required hostname anti-affinity terms as AntiAffinity."""
+    return tuple(
+        AntiAffinity(
+            LabelSelector.from_json(term.get("labelSelector")), frozenset(term.get("namespaces") or (namespace,))
+        )
+        for term in terms
+        if term.get("topologyKey") == HOSTNAME_TOPOLOGY
+    )
+
+
 def bound_pod_entry(pod: PodRecord) -> tuple[str, dict[str, str], tuple[AntiAffinity, ...]]:
-    """A bound pod as NodeShape.pods holds it (its own anti-affinity is not cached: only its labels count)."""
-    return (pod.namespace, pod.labels, ())
+    """A bound pod as NodeShape.pods holds it."""
+    return (pod.namespace, pod.labels, anti_affinity_of(pod.anti_affinity, pod.namespace))
 
 
 def _tolerates(toleration: JSON, taint: Taint) -> bool:

@@ -104,6 +104,9 @@ class PodRecord:
     containers: tuple[tuple[str, str], ...]  #: (name, image)
     requests: dict[str, int] = field(default_factory=dict)  #: effective requests, see effective_requests
     labels: dict[str, str] = field(default_factory=dict)
+    local_storage: bool = False  #: has an emptyDir or hostPath volume, whose data a move would lose
+    #: its required pod anti-affinity terms on the hostname topology, as the API server gives them
+    anti_affinity: tuple[JSON, ...] = ()
 
     @property
     def key(self) -> str:
@@ -132,6 +135,15 @@ class PodRecord:
             containers=tuple((c["name"], c.get("image", "")) for c in spec.get("containers") or ()),
             requests=effective_requests(spec),
             labels=dict(meta.get("labels") or {}),
+            local_storage=any("emptyDir" in v or "hostPath" in v for v in spec.get("volumes") or ()),
+            anti_affinity=tuple(
+                term
+                for term in ((spec.get("affinity") or {}).get("podAntiAffinity") or {}).get(
+                    "requiredDuringSchedulingIgnoredDuringExecution"
+                )
+                or ()
+                if term.get("topologyKey") == "kubernetes.io/hostname"
+            ),
         )
 
 

@@ -176,6 +176,27 @@ def test_max_replicas_holds_and_other_modes_are_never_touched(
     assert {"Ready", "Progressing", "ReplicaFailure", "ScalingLimited"} <= types
 
 
+def test_the_cluster_wide_cap_holds_across_nodesets(kube: KubeClient, manager: Manager, namespace: str) -> None:
+    manager.autoscaler.settings = dataclasses.replace(manager.autoscaler.settings, max_total_nodes=3)
+    for name in ("left", "right"):
+        nodeclass = simulator_nodeclass(name)
+        nodeclass["spec"]["labels"] = {"side": name}
+        kube.create(NODECLASSES, nodeclass)
+        kube.create(NODESETS, nodeset_manifest(name, 0, nodeclass=name, maxReplicas=10, **AUTO))
+    for name in ("left", "right"):
+        kube.create(DEPLOYMENTS, deployment(f"on-{name}", 3, "3", nodeSelector={"side": name}), namespace)
+    eventually(lambda: replicas(kube, "left") + replicas(kube, "right") == 3, timeout=30)
+    time.sleep(3)
+    assert replicas(kube, "left") + replicas(kube, "right") == 3
+    limited = [
+        c
+        for name in ("left", "right")
+        for c in kube.get(NODESETS, name)["status"].get("conditions", [])
+        if c["type"] == "ScalingLimited" and c["status"] == "True"
+    ]
+    assert {c["reason"] for c in limited} == {"ClusterCapReached"}
+
+
 def test_empty_nodes_go_after_the_unneeded_time_never_below_min(
     kube: KubeClient, manager: Manager, namespace: str
 ) -> None:
@@ -212,3 +233,66 @@ def test_quota_on_the_preferred_nodeset_backs_it_off_and_the_next_is_used(
     assert manager.simulator is not None
     assert all(m.nodeclass == "roomy" for m in manager.simulator.machines())
     eventually(lambda: replicas(kube, "exact") == 0, timeout=60, what="the failed replicas given back")
+
+
+def test_underused_nodes_are_consolidated_and_a_pod_that_cannot_move_keeps_its_node(
+    kube: KubeClient, manager: Manager, namespace: str
+) -> None:
+    manager.autoscaler.settings = dataclasses.replace(
+        manager.autoscaler.settings, unneeded_time=3.0, consolidation_interval=0.0
+    )
+    kube.create(NODECLASSES, simulator_nodeclass())
+    kube.create(NODESETS, nodeset_manifest("pack", 0, maxReplicas=5, drain={"timeoutSeconds": 60}, **AUTO))
+    # Two big pods force two Nodes; two small ones share them.
+    kube.create(DEPLOYMENTS, deployment("big", 2, "3"), namespace)
+    eventually(lambda: running(kube, namespace, "big") == 2, timeout=90)
+    kube.create(
+        DEPLOYMENTS,
+        deployment(
+            "small",
+            2,
+            "500m",
+            affinity={
+                "podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"labelSelector": {"matchLabels": {"app": "small"}}, "topologyKey": "kubernetes.io/hostname"}
+                    ]
+                }
+            },
+        ),
+        namespace,
+    )
+    eventually(lambda: running(kube, namespace, "small") == 2, timeout=60)
+    assert replicas(kube, "pack") == 2
+    # With the big pods gone each Node is 12 % used, but the small pods refuse to share a Node: nothing moves.
+    kube.patch(DEPLOYMENTS, "big", {"spec": {"replicas": 0}}, namespace)
+    time.sleep(8)
+    assert replicas(kube, "pack") == 2
+    # Without that constraint one Node's pod fits on the other: the Node is drained and removed.
+    kube.delete(DEPLOYMENTS, "small", namespace)
+    kube.create(
+        DEPLOYMENTS,
+        deployment(
+            "spread",
+            2,
+            "500m",
+            affinity={
+                "podAntiAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": [
+                        {"labelSelector": {"matchLabels": {"app": "spread"}}, "topologyKey": "kubernetes.io/hostname"}
+                    ]
+                }
+            },
+        ),
+        namespace,
+    )
+    eventually(lambda: running(kube, namespace, "spread") == 2, timeout=60)
+    kube.patch(DEPLOYMENTS, "spread", {"spec": {"template": {"spec": {"affinity": None}}}}, namespace)
+    eventually(lambda: replicas(kube, "pack") == 1, timeout=90, what="one Node consolidated away")
+    eventually(
+        lambda: running(kube, namespace, "spread") == 2 and len(node_set_of_pods(kube, namespace, "spread")) == 1,
+        timeout=90,
+    )
+    eventually(lambda: len(kube.list(NODES, labelSelector=f"{LABEL_NODESET}=pack")["items"]) == 1, timeout=60)
+    consolidations = [e for e in kube.list(EVENTS, "default")["items"] if e["reason"] == "Consolidating"]
+    assert len(consolidations) == 1, [(e["message"], e["firstTimestamp"]) for e in consolidations]
