@@ -193,12 +193,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
         replicas = int(body["spec"].get("replicas", 0))
         with self._lock:
             self._written[name] = _Written(version, replicas, time.monotonic())
-        deadline = time.monotonic() + _CACHE_CATCH_UP
-        while time.monotonic() < deadline:
-            cached = self._nodesets.get(name)
-            if cached is None or int(cached.metadata.resource_version or 0) >= version:
-                return
-            time.sleep(0.005)
+        self._nodesets.wait_for_version(version, _CACHE_CATCH_UP)
 
     def _require_writes(self, rpc: str) -> None:
         if not self._may_write():

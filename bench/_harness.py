@@ -16,7 +16,8 @@ from typing import IO, Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from kube_node.controlplane import ControlPlane  # noqa: E402
+from kube_node._provider import make_provider_certificates, write_cloud_config  # noqa: E402
+from kube_node.controlplane import ControlPlane, find_binaries  # noqa: E402
 from nodeset_controller.kube import NODECLASSES, NODES, KubeClient, install_crds  # noqa: E402
 
 
@@ -66,8 +67,23 @@ def simulator_nodeclass(client: KubeClient, name: str = "bench") -> None:
 
 
 @contextlib.contextmanager
-def kube_node(plane: ControlPlane, scratch: Path, *extra: str) -> Iterator[subprocess.Popen[bytes]]:
-    """``kube-node run`` with the simulator, as its own process (so its memory can be read)."""
+def kube_node(
+    plane: ControlPlane, scratch: Path, *, provider_port: int | None = None
+) -> Iterator[tuple[subprocess.Popen[bytes], Path | None]]:
+    """``kube-node run`` with the simulator, as its own process (so its memory can be read); with
+    ``provider_port`` also the cluster-autoscaler provider over mutual TLS, whose cloud-config is yielded."""
+    provider: list[str] = ["--grpc-address="]
+    cloud_config = None
+    if provider_port is not None:
+        certificates = make_provider_certificates(scratch / "tls")
+        address = f"127.0.0.1:{provider_port}"
+        cloud_config = write_cloud_config(scratch / "cloud-config.yaml", address, certificates)
+        provider = [
+            f"--grpc-address={address}",
+            f"--grpc-cert={certificates.server.cert}",
+            f"--grpc-key={certificates.server.key}",
+            f"--grpc-client-ca={certificates.ca}",
+        ]
     log: IO[Any] = open(scratch / "kube-node.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
         [
@@ -81,8 +97,7 @@ def kube_node(plane: ControlPlane, scratch: Path, *extra: str) -> Iterator[subpr
             str(plane.kubeconfig),
             "--simulator-dir",
             str(scratch / "sim"),
-            "--grpc-address=",
-            *extra,
+            *provider,
         ],
         stdout=log,
         stderr=log,
@@ -91,7 +106,38 @@ def kube_node(plane: ControlPlane, scratch: Path, *extra: str) -> Iterator[subpr
     )
     try:
         time.sleep(2)  # let it sync its (empty) caches
-        yield process
+        yield process, cloud_config
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+@contextlib.contextmanager
+def cluster_autoscaler(plane: ControlPlane, scratch: Path, cloud_config: Path, *flags: str) -> Iterator[None]:
+    """The real cluster-autoscaler (built from its source) against ``cloud_config``, scan interval 1 s."""
+    binary = find_binaries(with_autoscaler=True).cluster_autoscaler
+    if binary is None:
+        raise SystemExit("no cluster-autoscaler binary: set KUBE_NODE_AUTOSCALER_SRC to its source")
+    log: IO[Any] = open(scratch / "cluster-autoscaler.log", "w")  # noqa: SIM115 - closed below
+    process = subprocess.Popen(
+        [
+            str(binary),
+            "--cloud-provider=externalgrpc",
+            f"--cloud-config={cloud_config}",
+            f"--kubeconfig={plane.kubeconfig}",
+            "--leader-elect=false",
+            "--scan-interval=1s",
+            "--new-pod-scale-up-delay=0s",
+            "--scale-down-enabled=false",
+            "--v=1",
+            *flags,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield
     finally:
         process.terminate()
         process.wait(30)

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import subprocess
-import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
-from _harness import REPO, control_plane, peak_rss_mib
+from _harness import cluster_autoscaler, control_plane, kube_node, peak_rss_mib
 
-from kube_node._provider import make_provider_certificates, write_cloud_config
-from kube_node.controlplane import find_binaries
 from nodeset_controller.api import LABEL_NODESET
 from nodeset_controller.controllers._scale_down import is_ready
 from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient, NodeRecord, Resource
@@ -96,11 +93,6 @@ def main() -> int:
     parser.add_argument("--cpu", default="1")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    autoscaler = find_binaries(with_autoscaler=True).cluster_autoscaler
-    if autoscaler is None:
-        print("no cluster-autoscaler binary: set KUBE_NODE_AUTOSCALER_SRC", file=sys.stderr)
-        return 1
-
     with control_plane() as (plane, client, scratch):
         plane.start_scheduler()
         plane.start_controller_manager()
@@ -132,56 +124,13 @@ def main() -> int:
                 },
             },
         )
-        certificates = make_provider_certificates(scratch / "tls")
-        port = 18086
-        config = write_cloud_config(scratch / "cloud-config.yaml", f"127.0.0.1:{port}", certificates)
-        logs = {name: open(scratch / f"{name}.log", "w") for name in ("kube-node", "cluster-autoscaler")}  # noqa: SIM115
-        kube_node = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kube_node",
-                "--log-level",
-                "WARNING",
-                "run",
-                "--kubeconfig",
-                str(plane.kubeconfig),
-                "--simulator-dir",
-                str(scratch / "sim"),
-                f"--grpc-address=127.0.0.1:{port}",
-                f"--grpc-cert={certificates.server.cert}",
-                f"--grpc-key={certificates.server.key}",
-                f"--grpc-client-ca={certificates.ca}",
-            ],
-            stdout=logs["kube-node"],
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-        ca = subprocess.Popen(
-            [
-                str(autoscaler),
-                "--cloud-provider=externalgrpc",
-                f"--cloud-config={config}",
-                f"--kubeconfig={plane.kubeconfig}",
-                "--leader-elect=false",
-                "--scan-interval=1s",
-                "--new-pod-scale-up-delay=0s",
-                "--scale-down-enabled=false",
-                "--v=1",
-            ],
-            stdout=logs["cluster-autoscaler"],
-            stderr=subprocess.STDOUT,
-        )
-        try:
+        with (
+            kube_node(plane, scratch, provider_port=18086) as (process, cloud_config),
+            cluster_autoscaler(plane, scratch, cloud_config or Path()),
+        ):
             time.sleep(3)
             runs = [one_run(client, args.pods, args.cpu) for _ in range(args.runs)]
-            peak = peak_rss_mib(kube_node.pid)
-        finally:
-            for process in (ca, kube_node):
-                process.terminate()
-                process.wait(30)
-            for log in logs.values():
-                log.close()
+            peak = peak_rss_mib(process.pid)
 
     for i, (request, ready, running, replicas) in enumerate(runs, 1):
         print(

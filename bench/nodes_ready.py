@@ -52,7 +52,7 @@ def main() -> int:
     with control_plane() as (plane, client, scratch):
         plain_seconds = plain_creates(client, args.nodes, args.threads)
         simulator_nodeclass(client)
-        with kube_node(plane, scratch) as process:
+        with kube_node(plane, scratch) as (process, _):
             managed = [f"managed-{i:05d}" for i in range(args.nodes)]
             start = time.monotonic()
             creating = threading.Thread(

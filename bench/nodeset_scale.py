@@ -50,7 +50,7 @@ def main() -> int:
                 "spec": {"nodeClassName": "bench", "replicas": 0, "drain": {"timeoutSeconds": 0}},
             },
         )
-        with kube_node(plane, scratch) as process:
+        with kube_node(plane, scratch) as (process, _):
             client.patch(NODESETS, "bench", {"spec": {"replicas": args.nodes}}, subresource="scale")
             up = wait_for("scale-up", lambda: ready_replicas(client) >= args.nodes)
             print(f"NodeSet 0 -> {args.nodes}: readyReplicas = {args.nodes} after {up:.2f} s")

@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import random
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from _harness import REPO, control_plane, peak_rss_mib
+from _harness import cluster_autoscaler, control_plane, kube_node, peak_rss_mib
 
-from kube_node._provider import make_provider_certificates, write_cloud_config
-from kube_node.controlplane import find_binaries
 from nodeset_controller.kube import NODECLASSES, NODESETS, KubeClient, Resource
 
 PODS = Resource("", "v1", "pods", namespaced=True)
@@ -86,7 +83,51 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else float("nan")
 
 
-def one_side(mode: str, pods: int, settle: float, autoscaler_binary: Path | None) -> dict[str, Any]:
+def measure(client: KubeClient, pods: int, settle: float) -> tuple[Recorder, dict[str, int]]:
+    """Create the pods, and record until the NodeSets have not been raised for ``settle`` seconds."""
+    namespace = "load"
+    client.create(NAMESPACES, {"metadata": {"name": namespace}})
+    while not client.list(SERVICE_ACCOUNTS, namespace)["items"]:
+        time.sleep(0.1)
+    time.sleep(3)
+    recorder = Recorder(client, namespace)
+    rng = random.Random(7)  # the same pods on both sides
+    bodies = []
+    for i in range(pods):
+        cpu, memory = SIZES[rng.randrange(len(SIZES))]
+        bodies.append(
+            {
+                "metadata": {"name": f"p-{i:04d}"},
+                "spec": {
+                    "terminationGracePeriodSeconds": 0,
+                    "automountServiceAccountToken": False,
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": "registry.invalid/x:1",
+                            "resources": {"requests": {"cpu": cpu, "memory": memory}},
+                        }
+                    ],
+                },
+            }
+        )
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda b: client.create(PODS, b, namespace), bodies))
+    deadline = time.time() + 300
+    while len(recorder.unschedulable) < pods and time.time() < deadline:
+        time.sleep(0.2)
+    last_change = time.time()
+    seen = len(recorder.raises)
+    while time.time() - last_change < settle and time.time() < deadline:
+        time.sleep(0.5)
+        if len(recorder.raises) != seen:
+            seen, last_change = len(recorder.raises), time.time()
+    recorder.stop()
+    nodes = {name: client.get(NODESETS, name)["spec"]["replicas"] for name in CLASSES}
+    return recorder, nodes
+
+
+def one_side(mode: str, pods: int, settle: float) -> dict[str, Any]:
     with control_plane() as (plane, client, scratch):
         plane.start_scheduler()
         plane.start_controller_manager()
@@ -113,100 +154,13 @@ def one_side(mode: str, pods: int, settle: float, autoscaler_binary: Path | None
                     "spec": {"nodeClassName": name, "replicas": 0, "maxReplicas": 1000, "autoscaling": {"mode": mode}},
                 },
             )
-        certificates = make_provider_certificates(scratch / "tls")
-        port = 18087
-        config = write_cloud_config(scratch / "cloud-config.yaml", f"127.0.0.1:{port}", certificates)
-        logs = [open(scratch / "kube-node.log", "w"), open(scratch / "ca.log", "w")]  # noqa: SIM115
-        processes = [
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "kube_node",
-                    "--log-level",
-                    "WARNING",
-                    "run",
-                    "--kubeconfig",
-                    str(plane.kubeconfig),
-                    "--simulator-dir",
-                    str(scratch / "sim"),
-                    f"--grpc-address=127.0.0.1:{port}",
-                    f"--grpc-cert={certificates.server.cert}",
-                    f"--grpc-key={certificates.server.key}",
-                    f"--grpc-client-ca={certificates.ca}",
-                ],
-                stdout=logs[0],
-                stderr=subprocess.STDOUT,
-                cwd=REPO,
-            )
-        ]
-        if mode == "ClusterAutoscaler":
-            assert autoscaler_binary is not None
-            processes.append(
-                subprocess.Popen(
-                    [
-                        str(autoscaler_binary),
-                        "--cloud-provider=externalgrpc",
-                        f"--cloud-config={config}",
-                        f"--kubeconfig={plane.kubeconfig}",
-                        "--leader-elect=false",
-                        "--scan-interval=1s",
-                        "--new-pod-scale-up-delay=0s",
-                        "--scale-down-enabled=false",
-                        "--max-nodes-total=0",
-                        "--v=1",
-                    ],
-                    stdout=logs[1],
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        try:
-            namespace = "load"
-            client.create(NAMESPACES, {"metadata": {"name": namespace}})
-            while not client.list(SERVICE_ACCOUNTS, namespace)["items"]:
-                time.sleep(0.1)
-            time.sleep(3)
-            recorder = Recorder(client, namespace)
-            rng = random.Random(7)  # the same pods on both sides
-            bodies = []
-            for i in range(pods):
-                cpu, memory = SIZES[rng.randrange(len(SIZES))]
-                bodies.append(
-                    {
-                        "metadata": {"name": f"p-{i:04d}"},
-                        "spec": {
-                            "terminationGracePeriodSeconds": 0,
-                            "automountServiceAccountToken": False,
-                            "containers": [
-                                {
-                                    "name": "c",
-                                    "image": "registry.invalid/x:1",
-                                    "resources": {"requests": {"cpu": cpu, "memory": memory}},
-                                }
-                            ],
-                        },
-                    }
-                )
-            with concurrent.futures.ThreadPoolExecutor(16) as pool:
-                list(pool.map(lambda b: client.create(PODS, b, namespace), bodies))
-            deadline = time.time() + 300
-            while len(recorder.unschedulable) < pods and time.time() < deadline:
-                time.sleep(0.2)
-            last_change = time.time()
-            seen = len(recorder.raises)
-            while time.time() - last_change < settle and time.time() < deadline:
-                time.sleep(0.5)
-                if len(recorder.raises) != seen:
-                    seen, last_change = len(recorder.raises), time.time()
-            recorder.stop()
-            nodes = {name: client.get(NODESETS, name)["spec"]["replicas"] for name in CLASSES}
-            peak = peak_rss_mib(processes[0].pid)
-        finally:
-            for process in processes:
-                process.terminate()
-                process.wait(30)
-            for log in logs:
-                log.close()
+        with contextlib.ExitStack() as stack:
+            process, cloud_config = stack.enter_context(kube_node(plane, scratch, provider_port=18087))
+            if mode == "ClusterAutoscaler":
+                stack.enter_context(cluster_autoscaler(plane, scratch, cloud_config or Path(), "--max-nodes-total=0"))
+            measured = measure(client, pods, settle)
+            peak = peak_rss_mib(process.pid)
+    recorder, nodes = measured
     raise_times = sorted(t for t, _, _ in recorder.raises)
     latencies = []
     for marked in recorder.unschedulable.values():
@@ -229,10 +183,9 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=20.0, help="seconds without a raise that end a side")
     parser.add_argument("--only-kube-node", action="store_true", help="skip the cluster-autoscaler side")
     args = parser.parse_args()
-    results = [one_side("KubeNode", args.pods, args.settle, None)]
+    results = [one_side("KubeNode", args.pods, args.settle)]
     if not args.only_kube_node:
-        autoscaler = find_binaries(with_autoscaler=True).cluster_autoscaler
-        results.append(one_side("ClusterAutoscaler", args.pods, args.settle, autoscaler))
+        results.append(one_side("ClusterAutoscaler", args.pods, args.settle))
     for result in results:
         lat = result["latencies"]
         print(

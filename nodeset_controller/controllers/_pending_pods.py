@@ -347,17 +347,9 @@ class PendingPodAutoscaler:
                 if error.conflict:
                     continue
                 raise
-            self._wait_for_cache(name, int(written["metadata"]["resourceVersion"]))
+            self._nodesets.wait_for_version(written["metadata"]["resourceVersion"])
             return before, after
         raise ApiError(409, "Conflict", f"NodeSet {name} kept changing")
-
-    def _wait_for_cache(self, name: str, version: int) -> None:
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
-            cached = self._nodesets.get(name)
-            if cached is None or int(cached.metadata.resource_version or 0) >= version:
-                return
-            time.sleep(0.005)
 
     def _backing_off(self, nodeset: NodeSet, now: float) -> bool:
         name = nodeset.metadata.name
@@ -466,7 +458,7 @@ class PendingPodAutoscaler:
             for node in ready:
                 seen.add(node.name)
                 pods = [p for p in self._bound.by_index("node", node.name) if must_leave(p)]
-                if not pods or not self._underused(node, pods, candidate.capacity):
+                if not pods or not self._underused(node, candidate.capacity):
                     self._underused_since.pop(node.name, None)
                     continue
                 since = self._underused_since.setdefault(node.name, now)
@@ -498,7 +490,7 @@ class PendingPodAutoscaler:
         cluster-autoscaler's scale-down-delay-after-add), so a consolidation cannot chase its own scale-up."""
         return now - self._scaled_up_at.get(nodeset.metadata.name, float("-inf")) < self.settings.unneeded_time
 
-    def _underused(self, node: NodeRecord, pods: list[PodRecord], capacity: dict[str, int]) -> bool:
+    def _underused(self, node: NodeRecord, capacity: dict[str, int]) -> bool:
         allocatable = _units(node.allocatable, capacity)
         for resource in ("cpu", "memory"):
             total = allocatable.get(resource, 0)

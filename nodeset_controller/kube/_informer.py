@@ -108,6 +108,21 @@ class Informer(Generic[R]):
         """Block until the first list has been loaded; False on timeout."""
         return self._synced.wait(timeout)
 
+    def wait_for_version(self, version: str | int, timeout: float = 2.0) -> bool:
+        """Block until the cache has seen ``version`` (a resourceVersion a write of ours returned), so answers
+        read from it right after the write agree with the write. resourceVersions are etcd revisions here,
+        compared as numbers; False on timeout (the caller goes on with what it wrote)."""
+        wanted = int(version)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if int(self.resource_version or 0) >= wanted:
+                    return True
+            except ValueError:
+                return False
+            time.sleep(0.005)
+        return False
+
     # -- running -----------------------------------------------------------------------------------------
 
     def add_handler(self, handler: Handler[R]) -> None:

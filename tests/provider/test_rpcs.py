@@ -190,7 +190,8 @@ def test_decrease_target_size_cancels_only_nodes_that_do_not_exist(kube: KubeCli
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "existing Nodes" in details
     # A NodeSet whose Nodes cannot be made yet (no class): requested capacity can be cancelled.
     kube.create(NODESETS, nodeset_manifest("pending", 3, **CA | {"nodeClassName": "later"}))
-    eventually(lambda: provider.stub.NodeGroupTargetSize(pb.NodeGroupTargetSizeRequest(id="pending")).targetSize == 3)
+    eventually(lambda: "pending" in [g.id for g in provider.stub.NodeGroups(pb.NodeGroupsRequest()).nodeGroups])
+    assert provider.stub.NodeGroupTargetSize(pb.NodeGroupTargetSizeRequest(id="pending")).targetSize == 3
     provider.stub.NodeGroupDecreaseTargetSize(pb.NodeGroupDecreaseTargetSizeRequest(id="pending", delta=-2))
     assert kube.get(NODESETS, "pending")["spec"]["replicas"] == 1
 
