@@ -177,15 +177,7 @@ class NodeController:
             spec["providerID"] = provider_id(node.labels[LABEL_NODECLASS], node.name)
         if FINALIZER_MACHINE not in node.finalizers and node.ready is not True and not node.has_taint(TAINT_STARTUP):
             # Only on first sight: a pre-created Node must not attract pods before its kubelet is up.
-            spec["taints"] = [
-                *(
-                    {"key": t.key, "value": t.value, "effect": t.effect}
-                    if t.value
-                    else {"key": t.key, "effect": t.effect}
-                    for t in node.taints
-                ),
-                {"key": TAINT_STARTUP, "effect": "NoSchedule"},
-            ]
+            spec["taints"] = [*(t.to_json() for t in node.taints), {"key": TAINT_STARTUP, "effect": "NoSchedule"}]
         if spec:
             patch["spec"] = spec
         if FINALIZER_MACHINE not in node.finalizers:
@@ -265,16 +257,7 @@ class NodeController:
         if annotations:
             patch["metadata"]["annotations"] = annotations
         if node.ready is True and node.has_taint(TAINT_STARTUP):
-            patch["spec"] = {
-                "taints": [
-                    {"key": t.key, "value": t.value, "effect": t.effect}
-                    if t.value
-                    else {"key": t.key, "effect": t.effect}
-                    for t in node.taints
-                    if t.key != TAINT_STARTUP
-                ]
-                or None
-            }
+            patch["spec"] = {"taints": [t.to_json() for t in node.taints if t.key != TAINT_STARTUP] or None}
             self._event(node, "Normal", "NodeReady", "kubelet reports Ready; removed the startup taint")
         if len(patch) > 1 or annotations:
             self._patch(node, patch)
@@ -331,7 +314,7 @@ class NodeController:
     # -- helpers -----------------------------------------------------------------------------------------
 
     def _machine_spec(self, node: NodeRecord, nodeclass: NodeClass) -> MachineSpec:
-        taints = [{"key": t.key, "value": t.value, "effect": t.effect} for t in node.taints if t.key != TAINT_STARTUP]
+        taints = [t.to_json() for t in node.taints if t.key != TAINT_STARTUP]
         node_provider_id = node.provider_id or provider_id(nodeclass.metadata.name, node.name)
         user_data = ""
         if nodeclass.spec.user_data:

@@ -21,7 +21,6 @@ Level-triggered, per NodeSet:
 from __future__ import annotations
 
 import concurrent.futures
-import datetime
 import logging
 import secrets
 import string
@@ -61,6 +60,7 @@ from ..kube import (
     PodRecord,
     Result,
     WorkQueue,
+    now_rfc3339,
     parse_time,
     run_workers,
 )
@@ -284,7 +284,7 @@ class NodeSetController:
         name = _node_name(set_name)
         template = nodeset.spec.template
         labels = node_labels(nodeset, nodeclass, name)
-        taints = [_taint_dict(t.key, t.value, t.effect) for t in node_taints(nodeset, nodeclass)]
+        taints = [t.to_json() for t in node_taints(nodeset, nodeclass)]
         taints.append({"key": TAINT_STARTUP, "effect": "NoSchedule"})
         return {
             "apiVersion": "v1",
@@ -376,7 +376,7 @@ class NodeSetController:
         patch: dict[str, Any] = {
             "metadata": {
                 "resourceVersion": node.resource_version,
-                "annotations": {ANNOTATION_DRAIN_STARTED: _now_rfc3339(micro=True), ANNOTATION_REMOVAL_REASON: reason},
+                "annotations": {ANNOTATION_DRAIN_STARTED: now_rfc3339(micro=True), ANNOTATION_REMOVAL_REASON: reason},
             },
             "spec": {"unschedulable": True},
         }
@@ -576,7 +576,7 @@ def make_condition(kind: str, values: tuple[str, str, str], old: Condition | Non
         status=status,  # type: ignore[arg-type]
         reason=reason,
         message=message,
-        last_transition_time=_now_rfc3339() if changed or old is None else old.last_transition_time,
+        last_transition_time=now_rfc3339() if changed or old is None else old.last_transition_time,
         observed_generation=generation,
     )
 
@@ -584,15 +584,6 @@ def make_condition(kind: str, values: tuple[str, str, str], old: Condition | Non
 def _node_name(nodeset: str) -> str:
     suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(5))
     return f"{nodeset[: 253 - 6]}-{suffix}"
-
-
-def _taint_dict(key: str, value: str | None, effect: str) -> dict[str, str]:
-    return {"key": key, "value": value, "effect": effect} if value else {"key": key, "effect": effect}
-
-
-def _now_rfc3339(*, micro: bool = False) -> str:
-    # Conditions take whole seconds (metav1.Time); the drain clock needs better than that.
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
 __all__ = ["NodeSetController", "NodeSetControllerSettings"]

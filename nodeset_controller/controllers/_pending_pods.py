@@ -279,16 +279,19 @@ class PendingPodAutoscaler:
             if node.unschedulable or is_failed(node, now, timeout) or (ready_only and not is_ready(node)):
                 continue  # not coming: its machine failed
             free = dict(candidate.capacity) if not is_ready(node) else _units(node.allocatable, candidate.capacity)
-            shape = NodeShape(node.labels or candidate.labels, candidate.taints, free)
-            for pod in self._bound.by_index("node", node.name):
-                if not pod.finished:
-                    for name, value in pod.requests.items():
-                        shape.free[name] = shape.free.get(name, 0) - value
-                    shape.pods.append(bound_pod_entry(pod))
-            shapes.append(shape)
+            shapes.append(self._occupied(node, NodeShape(node.labels or candidate.labels, candidate.taints, free)))
         for _ in range(0 if ready_only else max(0, candidate.nodeset.spec.replicas - len(members))):
             shapes.append(NodeShape(candidate.labels, candidate.taints, dict(candidate.capacity)))
         return shapes
+
+    def _occupied(self, node: NodeRecord, shape: NodeShape) -> NodeShape:
+        """``shape`` less what the pods bound to ``node`` take, with those pods on it (for anti-affinity)."""
+        for pod in self._bound.by_index("node", node.name):
+            if not pod.finished:
+                for name, value in pod.requests.items():
+                    shape.free[name] = shape.free.get(name, 0) - value
+                shape.pods.append(bound_pod_entry(pod))
+        return shape
 
     def _pack(self, candidate: _Candidate, pods: list[PendingPod]) -> None:
         """First-fit decreasing of the pods that could run on this set's Nodes into new Nodes."""
@@ -506,13 +509,8 @@ class PendingPodAutoscaler:
         for other in ready:
             if other.name == node.name:
                 continue
-            shape = NodeShape(other.labels, candidate.taints, _units(other.allocatable, candidate.capacity))
-            for pod in self._bound.by_index("node", other.name):
-                if not pod.finished:
-                    for name, value in pod.requests.items():
-                        shape.free[name] = shape.free.get(name, 0) - value
-                    shape.pods.append(bound_pod_entry(pod))
-            others.append(shape)
+            free = _units(other.allocatable, candidate.capacity)
+            others.append(self._occupied(other, NodeShape(other.labels, candidate.taints, free)))
         for pod in sorted(pods, key=lambda p: p.requests.get("cpu", 0), reverse=True):
             moving = PendingPod(
                 pod.namespace, pod.name, pod.uid, pod.labels, pod.requests, {}, (), (), (), True, pod.owner_kind, ""

@@ -28,6 +28,7 @@ from ._records import (
     effective_requests,
     nodeclass_from_json,
     nodeset_from_json,
+    now_rfc3339,
     parse_time,
 )
 from ._resources import NODECLASSES, NODESETS
@@ -66,6 +67,7 @@ __all__ = [
     "install_crds",
     "nodeclass_from_json",
     "nodeset_from_json",
+    "now_rfc3339",
     "object_key",
     "parse_quantity",
     "parse_time",

@@ -9,7 +9,6 @@ recorder does.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import queue
 import threading
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from ._client import ApiError, KubeClient, Resource
+from ._records import now_rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ class EventRecorder:
 
     def _send(self, obj: ObjectReference, type_: EventType, reason: str, message: str) -> None:
         now = time.time()
-        stamp = datetime.datetime.fromtimestamp(now, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = now_rfc3339(at=now)
         key = (obj.uid or obj.name, reason, message)
         previous = self._sent.get(key)
         if previous is not None and now - previous.last < _AGGREGATE_WINDOW:

@@ -7,6 +7,7 @@ below, and of the annotations only kube-node's own.
 from __future__ import annotations
 
 import datetime
+import time
 from dataclasses import dataclass, field
 
 from ..api import GROUP, NodeClass, NodeSet
@@ -14,6 +15,12 @@ from ._client import JSON
 from ._quantity import resource_list
 
 _OWN_PREFIX = f"{GROUP}/"
+
+
+def now_rfc3339(*, micro: bool = False, at: float | None = None) -> str:
+    """An RFC 3339 UTC timestamp for the API server: whole seconds (metav1.Time), or with microseconds."""
+    moment = datetime.datetime.fromtimestamp(time.time() if at is None else at, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_time(value: str | None) -> float | None:
@@ -30,6 +37,14 @@ class Taint:
     key: str
     effect: str
     value: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        """The taint as a Node's spec.taints holds it (no empty value)."""
+        return (
+            {"key": self.key, "value": self.value, "effect": self.effect}
+            if self.value
+            else {"key": self.key, "effect": self.effect}
+        )
 
 
 @dataclass(frozen=True)

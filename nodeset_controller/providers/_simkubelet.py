@@ -9,7 +9,6 @@ pool of threads does the API calls, so one process carries thousands of them.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import threading
 import time
@@ -18,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..kube import LEASES, NODES, PODS, STRATEGIC_MERGE_PATCH, ApiError, Informer, KubeClient, PodRecord
+from ..kube import LEASES, NODES, PODS, STRATEGIC_MERGE_PATCH, ApiError, Informer, KubeClient, PodRecord, now_rfc3339
 from ._machine import MachineState
 from ._simulator import SimulatedMachine, SimulatorCloud
 
@@ -26,11 +25,6 @@ log = logging.getLogger(__name__)
 
 LEASE_NAMESPACE = "kube-node-lease"
 KUBELET_VERSION = "v1.36.3-kube-node-sim"
-
-
-def _now_rfc3339(micro: bool = False) -> str:
-    now = datetime.datetime.now(datetime.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
 
 
 def bound_pods_informer(client: KubeClient) -> Informer[PodRecord]:
@@ -160,7 +154,7 @@ class SimulatedKubelets:
         if uid is None or (machine.spec.get("nodeUID") and uid != machine.spec["nodeUID"]):
             return False
         capacity = {"pods": "110", **{k: str(v) for k, v in (machine.spec.get("capacity") or {}).items()}}
-        stamp = _now_rfc3339()
+        stamp = now_rfc3339()
         conditions = [
             {
                 "type": kind,
@@ -214,7 +208,7 @@ class SimulatedKubelets:
         return True
 
     def _renew_lease(self, machine: SimulatedMachine, *, exists: bool) -> None:
-        spec = {"holderIdentity": machine.node_name, "leaseDurationSeconds": 40, "renewTime": _now_rfc3339(True)}
+        spec = {"holderIdentity": machine.node_name, "leaseDurationSeconds": 40, "renewTime": now_rfc3339(micro=True)}
         if exists:  # renew; a Lease that vanished is created again below
             try:
                 self._client.patch(LEASES, machine.node_name, {"spec": spec}, namespace=LEASE_NAMESPACE)
@@ -272,7 +266,7 @@ class SimulatedKubelets:
                 self._pods_in_flight.discard(key)
 
     def _start_pod(self, pod: PodRecord, machine: SimulatedMachine) -> None:
-        stamp = _now_rfc3339()
+        stamp = now_rfc3339()
         conditions = [
             {"type": kind, "status": "True", "lastTransitionTime": stamp}
             for kind in ("PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready", "PodScheduled")
