@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import grpc
 from google.protobuf import duration_pb2
 
+from nodeset_controller import metrics
 from nodeset_controller.api import (
     ANNOTATION_DRAIN_STARTED,
     ANNOTATION_MACHINE_ERROR,
@@ -71,9 +72,12 @@ def _rpc(
 
     @functools.wraps(handler)
     def wrapper(self: CloudProviderService, request: _Request, context: grpc.ServicerContext) -> _Response:
+        started = time.monotonic()
+        code = grpc.StatusCode.OK
         try:
             return handler(self, request)
         except RpcError as error:
+            code = error.code
             context.abort(error.code, error.message)
         except ApiError as error:
             code = grpc.StatusCode.ABORTED if error.conflict else grpc.StatusCode.UNAVAILABLE
@@ -81,8 +85,12 @@ def _rpc(
                 code = grpc.StatusCode.INVALID_ARGUMENT
             context.abort(code, f"Kubernetes API: {error}")
         except Exception as error:
+            code = grpc.StatusCode.INTERNAL
             log.exception("%s failed", handler.__name__)
             context.abort(grpc.StatusCode.INTERNAL, f"{handler.__name__}: {type(error).__name__}: {error}")
+        finally:
+            metrics.GRPC_REQUESTS.labels(handler.__name__, code.name).inc()
+            metrics.GRPC_REQUEST_DURATION.labels(handler.__name__).observe(time.monotonic() - started)
         raise AssertionError("unreachable: context.abort raises")
 
     return wrapper

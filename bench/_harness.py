@@ -97,6 +97,8 @@ def kube_node(
             str(plane.kubeconfig),
             "--simulator-dir",
             str(scratch / "sim"),
+            "--status-address=",
+            "--no-leader-elect",
             *provider,
         ],
         stdout=log,

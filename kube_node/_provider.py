@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,9 +14,14 @@ from nodeset_controller.controllers import Manager
 from .controlplane._certs import CertificateAuthority, KeyPair
 
 
-def serve_provider(manager: Manager, address: str, tls: TLSFiles | None) -> ProviderServer:
-    """Start the CloudProvider on ``address`` over the Manager's caches."""
-    service = CloudProviderService(manager.client, manager.nodesets, manager.nodes, manager.nodeclasses)
+def serve_provider(
+    manager: Manager, address: str, tls: TLSFiles | None, *, may_write: Callable[[], bool] = lambda: True
+) -> ProviderServer:
+    """Start the CloudProvider on ``address`` over the Manager's caches; it accepts writes while
+    ``may_write`` says so (while this process leads)."""
+    service = CloudProviderService(
+        manager.client, manager.nodesets, manager.nodes, manager.nodeclasses, may_write=may_write
+    )
     server = ProviderServer(service, address, tls=tls)
     server.start()
     return server

@@ -1,61 +1,225 @@
-"""``kube-node run``: the controllers against any cluster, until SIGTERM."""
+"""``kube-node run``: the controllers and the provider in one process, leader-elected, until SIGTERM.
+
+Every replica fills its caches at once and serves the provider's reads (a warm standby); only the holder of
+the Lease runs the controllers and accepts the provider's writes. On SIGTERM the process stops taking work,
+gives reconciles in flight a bounded time to finish, and only then releases the Lease, so the next leader
+never overlaps with it. A leader that loses its Lease exits with status 1 at once (its cloud calls are
+idempotent, so one cut short is safe to repeat) and is restarted as a standby.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from autoscaler_provider import TLSFiles
-from nodeset_controller.controllers import (
-    Manager,
-    ManagerSettings,
-    NodeControllerSettings,
-    PendingPodAutoscalerSettings,
+from autoscaler_provider import ProviderServer, TLSFiles
+from nodeset_controller.controllers import Manager, ManagerSettings, NodeControllerSettings
+from nodeset_controller.controllers import PendingPodAutoscalerSettings as AutoscalerSettings
+from nodeset_controller.kube import (
+    PODS,
+    ApiError,
+    KubeClient,
+    LeaderElectionSettings,
+    LeaderElector,
+    LeaderState,
+    install_crds,
 )
-from nodeset_controller.kube import KubeClient, install_crds
 
 from ._provider import serve_provider
+from ._status import StatusServer
 
 log = logging.getLogger(__name__)
 
+#: The label the leader puts on its own pod (when it knows it), so a Service can send the provider's
+#: clients to the one replica that accepts writes.
+LABEL_LEADER = "kube-node.io/leader"
+_SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
-def run(
-    *,
-    kubeconfig: str | None,
-    context: str | None,
-    cluster: str,
-    simulator_dir: Path | None,
-    workers: int,
-    orphan_grace: float,
-    sweep_interval: float,
-    install: bool,
-    grpc_address: str,
-    grpc_tls: TLSFiles | None,
-    autoscaler: PendingPodAutoscalerSettings,
-) -> int:
-    """Run kube-node until SIGTERM or SIGINT; returns the exit code."""
+
+@dataclass(frozen=True)
+class LeaderElectionOptions:
+    """``--leader-elect`` and its timings."""
+
+    enabled: bool = True
+    namespace: str | None = None  #: default: the pod's namespace, else kube-system
+    name: str = "kube-node"
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything ``kube-node run`` is told, from flags, environment or the config file."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    cluster: str = "kube-node"
+    simulator_dir: Path | None = None
+    workers: int = 16
+    orphan_grace: float = 600.0
+    sweep_interval: float = 30.0
+    install_crds: bool = False
+    grpc_address: str = "127.0.0.1:8086"
+    grpc_tls: TLSFiles | None = None
+    status_address: str = ":8080"
+    shutdown_grace: float = 10.0
+    leader_election: LeaderElectionOptions = field(default_factory=LeaderElectionOptions)
+    autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
+    pod_name: str | None = None  #: this process's pod, from the downward API, when it runs in one
+    pod_namespace: str | None = None
+
+
+def run(options: RunOptions) -> int:
+    """Run kube-node until SIGTERM or SIGINT (exit 0) or until it loses the leader Lease (exit 1)."""
     stop = threading.Event()
+    lost = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    client = KubeClient.load(kubeconfig, context)
-    if install:
+    client = KubeClient.load(options.kubeconfig, options.context)
+    if options.install_crds:
         install_crds(client)
-    settings = ManagerSettings(
-        node_controller=NodeControllerSettings(
-            cluster=cluster, workers=workers, orphan_grace=orphan_grace, sweep_interval=sweep_interval
+    manager = Manager(
+        client,
+        ManagerSettings(
+            node_controller=NodeControllerSettings(
+                cluster=options.cluster,
+                workers=options.workers,
+                orphan_grace=options.orphan_grace,
+                sweep_interval=options.sweep_interval,
+            ),
+            simulator_dir=options.simulator_dir,
+            autoscaler=options.autoscaler,
         ),
-        simulator_dir=simulator_dir,
-        autoscaler=autoscaler,
     )
-    manager = Manager(client, settings)
-    manager.start()
-    server = serve_provider(manager, grpc_address, grpc_tls) if grpc_address else None
-    log.info("kube-node is running against %s (cluster %s)", client.host, cluster)
-    stop.wait()
-    log.info("shutting down")
-    if server is not None:
-        server.stop()
-    manager.stop()
-    return 0
+    pod = _OwnPod(client, options.pod_namespace, options.pod_name)
+    elector = _elector(client, options, manager, pod, stop, lost)
+    server: ProviderServer | None = None
+    stopping = threading.Event()
+
+    def healthy() -> tuple[bool, list[str]]:
+        dead = [i.name for i in manager.informers if not i.running]
+        return not dead, [f"watch of {name} has stopped" for name in dead] or ["watches running"]
+
+    def ready() -> tuple[bool, list[str]]:
+        checks = [f"caches {'synced' if manager.synced else 'not synced yet'}"]
+        ok = manager.synced and not stopping.is_set()
+        if elector is not None:
+            state = elector.state
+            checks.append(f"leader election: {state} (holder {elector.holder or 'unknown'})")
+            ok = ok and state is not LeaderState.STOPPED
+        if options.grpc_address:
+            checks.append(f"provider {'serving' if server is not None else 'not serving yet'}")
+            ok = ok and server is not None
+        if stopping.is_set():
+            checks.append("shutting down")
+        return ok, checks
+
+    status = StatusServer(options.status_address, healthy=healthy, ready=ready) if options.status_address else None
+    if status is not None:
+        status.start()
+    try:
+        manager.start_caches()
+        if options.grpc_address:
+            may_write = elector.is_leader if elector is not None else (lambda: True)
+            server = serve_provider(manager, options.grpc_address, options.grpc_tls, may_write=may_write)
+        if elector is None:
+            manager.start_controllers()
+        else:
+            pod.set_leader(False)  # a restarted container keeps its pod's labels
+            elector.start()
+        log.info("kube-node is running against %s (cluster %s)", client.host, options.cluster)
+        stop.wait()
+    finally:
+        stopping.set()
+        _exit_by(options.shutdown_grace + 5.0)
+        log.info("shutting down: letting work in flight finish for up to %.0f s", options.shutdown_grace)
+        if server is not None:
+            server.stop(grace=1.0)
+        manager.stop(grace=0.0 if lost.is_set() else options.shutdown_grace)
+        if elector is not None and not lost.is_set():
+            pod.set_leader(False)
+            elector.release()
+        if status is not None:
+            status.stop()
+    return 1 if lost.is_set() else 0
+
+
+def _elector(  # noqa: PLR0917 - private, and each argument is named at its one call
+    client: KubeClient,
+    options: RunOptions,
+    manager: Manager,
+    pod: _OwnPod,
+    stop: threading.Event,
+    lost: threading.Event,
+) -> LeaderElector | None:
+    election = options.leader_election
+    if not election.enabled:
+        return None
+
+    def started_leading() -> None:
+        manager.start_controllers()
+        pod.set_leader(True)
+
+    def stopped_leading() -> None:
+        lost.set()
+        stop.set()
+
+    return LeaderElector(
+        client,
+        LeaderElectionSettings(
+            namespace=election.namespace or _own_namespace(options),
+            identity=f"{options.pod_name or socket.gethostname()}_{uuid.uuid4()}",
+            name=election.name,
+            lease_duration=election.lease_duration,
+            renew_deadline=election.renew_deadline,
+            retry_period=election.retry_period,
+        ),
+        on_started_leading=started_leading,
+        on_stopped_leading=stopped_leading,
+    )
+
+
+def _own_namespace(options: RunOptions) -> str:
+    if options.pod_namespace:
+        return options.pod_namespace
+    try:
+        return _SERVICE_ACCOUNT_NAMESPACE.read_text().strip()
+    except OSError:
+        return "kube-system"
+
+
+def _exit_by(seconds: float) -> None:
+    """Make sure the process is gone ``seconds`` from now, whatever a stuck thread is doing."""
+
+    def give_up() -> None:
+        log.error("shutdown took longer than %.0f s; exiting now", seconds)
+        os._exit(1)
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
+
+
+class _OwnPod:
+    """This process's pod, labelled while it leads (a no-op outside a pod)."""
+
+    def __init__(self, client: KubeClient, namespace: str | None, name: str | None) -> None:
+        self._client = client
+        self._namespace = namespace
+        self._name = name
+
+    def set_leader(self, leading: bool) -> None:
+        if not (self._namespace and self._name):
+            return
+        patch = {"metadata": {"labels": {LABEL_LEADER: "true" if leading else None}}}
+        try:
+            self._client.patch(PODS, self._name, patch, self._namespace)
+        except ApiError as error:
+            log.warning("could not label pod %s/%s as %s: %s", self._namespace, self._name, LABEL_LEADER, error)

@@ -8,12 +8,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from autoscaler_provider import TLSFiles
 from nodeset_controller.api import crd_yaml
 from nodeset_controller.controllers import PendingPodAutoscalerSettings
 
 from . import __version__, _dev, _run
 from ._logging import configure_logging
+from ._run import LABEL_LEADER
 
 DESCRIPTION = """\
 kube-node lets a Kubernetes cluster manage its own nodes: NodeClasses describe how machines are made,
@@ -51,10 +54,26 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run the controllers against a cluster until SIGTERM",
-        description="Run kube-node's controllers against the cluster of --kubeconfig (or, inside a pod, the "
-        "in-cluster credentials). Every flag can also be set by an environment variable "
-        "KUBE_NODE_<FLAG> (e.g. KUBE_NODE_CLUSTER_NAME).",
+        description="Run kube-node's controllers, the pending-pod autoscaler and the cluster-autoscaler provider "
+        "against the cluster of --kubeconfig (or, inside a pod, the in-cluster credentials). Replicas elect a "
+        "leader on a Lease: every replica keeps its caches warm and answers the provider's reads; only the "
+        "leader acts.\n\n"
+        "Every flag can also be set by an environment variable KUBE_NODE_<FLAG> (e.g. KUBE_NODE_CLUSTER_NAME) "
+        "or in a YAML --config file whose keys are the flag names (e.g. `cluster-name: prod`, "
+        "`leader-elect: false`). Precedence: command line, then config file, then environment, then defaults.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    run.add_argument(
+        "--config",
+        type=Path,
+        default=_env_optional("CONFIG"),
+        help="YAML file of settings keyed by flag name (env KUBE_NODE_CONFIG)",
+    )
+    for option, choices, text in (
+        ("--log-level", ["DEBUG", "INFO", "WARNING", "ERROR"], "as the global --log-level"),
+        ("--log-format", ["text", "json"], "as the global --log-format"),
+    ):
+        run.add_argument(option, default=argparse.SUPPRESS, choices=choices, help=text)
     run.add_argument(
         "--kubeconfig",
         default=_env_optional("KUBECONFIG_PATH"),
@@ -112,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--grpc-insecure",
-        action="store_true",
-        default=_env("GRPC_INSECURE", "") == "true",
+        action=argparse.BooleanOptionalAction,
+        default=_env_bool("GRPC_INSECURE", False),
         help="serve the provider without TLS (anyone who reaches it can create and delete machines)",
     )
     run.add_argument(
@@ -149,10 +168,55 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--install-crds",
-        action="store_true",
-        default=_env("INSTALL_CRDS", "") == "true",
+        action=argparse.BooleanOptionalAction,
+        default=_env_bool("INSTALL_CRDS", False),
         help="create or update the CRDs at start (the Helm chart installs them otherwise)",
     )
+    run.add_argument(
+        "--status-address",
+        default=_env("STATUS_ADDRESS", ":8080"),
+        help="where /metrics (Prometheus), /healthz and /readyz are served (host:port; empty disables; default :8080)",
+    )
+    run.add_argument(
+        "--shutdown-grace-period",
+        type=float,
+        default=float(_env("SHUTDOWN_GRACE_PERIOD", "10")),
+        help="on SIGTERM, seconds to let reconciles in flight finish before the Lease is released (default 10)",
+    )
+    run.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=_env_bool("LEADER_ELECT", True),
+        help="elect a leader on a Lease so that replicas > 1 are safe (default on)",
+    )
+    run.add_argument(
+        "--leader-election-namespace",
+        default=_env_optional("LEADER_ELECTION_NAMESPACE"),
+        help="namespace of the Lease (default: the pod's namespace, else kube-system)",
+    )
+    run.add_argument(
+        "--leader-election-lease-name",
+        default=_env("LEADER_ELECTION_LEASE_NAME", "kube-node"),
+        help="name of the Lease (default kube-node)",
+    )
+    for flag, default, text in (
+        ("lease-duration", "15", "how long a standby waits after the leader's last renewal before taking over"),
+        ("renew-deadline", "10", "how long the leader tries to renew before it stops acting and exits"),
+        ("retry-period", "2", "how often candidates try to acquire, and the leader renews"),
+    ):
+        run.add_argument(
+            f"--leader-election-{flag}",
+            type=float,
+            default=float(_env(f"LEADER_ELECTION_{flag.upper().replace('-', '_')}", default)),
+            help=f"seconds: {text} (default {default})",
+        )
+    run.add_argument(
+        "--pod-name",
+        default=_env_optional("POD_NAME"),
+        help="this process's pod (the chart sets it from the downward API): the leader labels it "
+        f"{LABEL_LEADER}=true so the provider's Service reaches the replica that accepts writes",
+    )
+    run.add_argument("--pod-namespace", default=_env_optional("POD_NAMESPACE"), help="that pod's namespace")
 
     dev = commands.add_parser(
         "dev",
@@ -178,30 +242,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line, with the settings of ``run --config`` folded in; exits on a usage error."""
+    parser = build_parser()
+    argv = list(argv)
+    args = parser.parse_args(argv)
+    if args.command == "run" and args.config is not None:
+        # The file's settings go right after "run", so the command line's own flags still win.
+        at = argv.index("run") + 1
+        args = parser.parse_args([*argv[:at], *config_arguments(args.config, parser), *argv[at:]])
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``kube-node`` command; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    args = parse(sys.argv[1:] if argv is None else argv)
     configure_logging(args.log_level, args.log_format)
     if args.command == "run":
-        return _run.run(
-            kubeconfig=args.kubeconfig,
-            context=args.context,
-            cluster=args.cluster_name,
-            simulator_dir=args.simulator_dir,
-            workers=args.workers,
-            orphan_grace=args.orphan_grace_period,
-            sweep_interval=args.sweep_interval,
-            install=args.install_crds,
-            grpc_address=args.grpc_address,
-            grpc_tls=_grpc_tls(args),
-            autoscaler=PendingPodAutoscalerSettings(
-                unneeded_time=args.autoscaler_unneeded_time,
-                batch_window=args.autoscaler_batch_window,
-                max_total_nodes=args.autoscaler_max_total_nodes,
-                expander=args.autoscaler_expander,
-                utilization_threshold=args.autoscaler_utilization_threshold,
-            ),
-        )
+        return _run.run(run_options(args))
     if args.command == "crds":
         sys.stdout.write(crd_yaml())
         return 0
@@ -213,6 +271,75 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _dev.down(state_dir)
         return _dev.serve(state_dir)
     raise AssertionError(f"unhandled command {args.command}")
+
+
+def run_options(args: argparse.Namespace) -> _run.RunOptions:
+    """What ``kube-node run`` was told, as options."""
+    return _run.RunOptions(
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        cluster=args.cluster_name,
+        simulator_dir=args.simulator_dir,
+        workers=args.workers,
+        orphan_grace=args.orphan_grace_period,
+        sweep_interval=args.sweep_interval,
+        install_crds=args.install_crds,
+        grpc_address=args.grpc_address,
+        grpc_tls=_grpc_tls(args),
+        status_address=args.status_address,
+        shutdown_grace=args.shutdown_grace_period,
+        leader_election=_run.LeaderElectionOptions(
+            enabled=args.leader_elect,
+            namespace=args.leader_election_namespace,
+            name=args.leader_election_lease_name,
+            lease_duration=args.leader_election_lease_duration,
+            renew_deadline=args.leader_election_renew_deadline,
+            retry_period=args.leader_election_retry_period,
+        ),
+        autoscaler=PendingPodAutoscalerSettings(
+            unneeded_time=args.autoscaler_unneeded_time,
+            batch_window=args.autoscaler_batch_window,
+            max_total_nodes=args.autoscaler_max_total_nodes,
+            expander=args.autoscaler_expander,
+            utilization_threshold=args.autoscaler_utilization_threshold,
+        ),
+        pod_name=args.pod_name,
+        pod_namespace=args.pod_namespace,
+    )
+
+
+def config_arguments(path: Path, parser: argparse.ArgumentParser) -> list[str]:
+    """The ``run`` flags a YAML config file stands for; exits with a usage error naming the bad setting."""
+    run_parser = _subparser(parser, "run")
+    try:
+        settings = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        run_parser.error(f"config file {path}: {error}")
+    if not isinstance(settings, dict):
+        run_parser.error(f"config file {path}: expected a mapping of flag names to values")
+    actions = {option: action for action in run_parser._actions for option in action.option_strings}
+    arguments: list[str] = []
+    for key, value in settings.items():
+        action = actions.get(f"--{key}")
+        if action is None or key in ("config", "help"):
+            run_parser.error(f"config file {path}: unknown setting {key!r} (the settings are the flags of --help)")
+        if isinstance(action, argparse.BooleanOptionalAction):
+            if not isinstance(value, bool):
+                run_parser.error(f"config file {path}: {key} must be true or false, not {value!r}")
+            arguments.append(f"--{key}" if value else f"--no-{key}")
+        elif isinstance(value, (dict, list)):
+            run_parser.error(f"config file {path}: {key} must be a single value, not {value!r}")
+        else:
+            arguments.append(f"--{key}={'' if value is None else value}")
+    return arguments
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            found: argparse.ArgumentParser = action.choices[name]
+            return found
+    raise LookupError(name)
 
 
 def _grpc_tls(args: argparse.Namespace) -> TLSFiles | None:
@@ -231,6 +358,12 @@ def _grpc_tls(args: argparse.Namespace) -> TLSFiles | None:
 def _env(name: str, default: str) -> str:
     """The KUBE_NODE_<NAME> environment variable, or ``default``."""
     return os.environ.get(f"KUBE_NODE_{name}", default)
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    """The KUBE_NODE_<NAME> environment variable as true/false, or ``default``."""
+    value = os.environ.get(f"KUBE_NODE_{name}")
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def _env_optional(name: str) -> str | None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import metrics
 from ..api import LABEL_NODECLASS, LABEL_NODESET, NodeClass, NodeSet
 from ..kube import (
     NODECLASSES,
@@ -62,6 +64,7 @@ class Manager:
         self.client = client
         self.settings = settings or ManagerSettings()
         self.stop_event = threading.Event()
+        self._threads: list[threading.Thread] = []
         self.nodes: Informer[NodeRecord] = Informer(
             client,
             NODES,
@@ -77,7 +80,11 @@ class Manager:
         self.nodesets: Informer[NodeSet] = Informer(client, NODESETS, nodeset_from_json)
         self.pods: Informer[PodRecord] = bound_pods_informer(client)
         self.pending: Informer[PendingPod] = Informer(
-            client, PODS, PendingPod.from_json, field_selector="spec.nodeName=,status.phase=Pending"
+            client,
+            PODS,
+            PendingPod.from_json,
+            field_selector="spec.nodeName=,status.phase=Pending",
+            name="pending-pods",
         )
         self.informers: list[Informer[Any]] = [self.nodes, self.nodeclasses, self.nodesets, self.pods, self.pending]
         self.recorder = EventRecorder(client)
@@ -123,22 +130,47 @@ class Manager:
         )
 
     def start(self) -> None:
-        """Fill the caches, then start the simulated kubelets (if any) and the controllers."""
+        """Fill the caches, then run the controllers (a process without leader election)."""
+        self.start_caches()
+        self.start_controllers()
+
+    def start_caches(self) -> None:
+        """Start the watches and wait until every cache has listed: enough to answer reads and to be a warm
+        standby, without acting."""
         for informer in self.informers:
             informer.start()
         wait_for_sync(self.informers, self.settings.cache_sync_timeout)
+        metrics.watch_nodesets(self.nodesets.list)
+
+    @property
+    def synced(self) -> bool:
+        """Whether every cache has listed once."""
+        return all(informer.synced for informer in self.informers)
+
+    def start_controllers(self) -> None:
+        """Start acting: the simulated kubelets (if any), the controllers and the pending-pod autoscaler."""
         if self.kubelets is not None:
             self.kubelets.start()
-        self.node_controller.start(self.stop_event)
-        self.nodeset_controller.start(self.stop_event)
-        self.autoscaler.start(self.stop_event)
+        self._threads += self.node_controller.start(self.stop_event)
+        self._threads += self.nodeset_controller.start(self.stop_event)
+        self._threads.append(self.autoscaler.start(self.stop_event))
         log.info("kube-node running: %d managed Nodes, %d NodeClasses", len(self.nodes), len(self.nodeclasses))
 
-    def stop(self) -> None:
-        """Stop taking work and stop the background threads."""
+    def stop(self, grace: float = 0.0) -> bool:
+        """Stop taking work, give reconciles in flight up to ``grace`` seconds to finish (their cloud calls are
+        idempotent, so one cut short is safe to repeat), and stop the background threads. Returns whether
+        everything in flight finished."""
         self.stop_event.set()
+        self.autoscaler.wake()
+        deadline = time.monotonic() + grace
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        finished = not any(thread.is_alive() for thread in self._threads)
+        if not finished:
+            log.warning("stopping with reconciles still in flight after %.0f s; they are safe to repeat", grace)
         for informer in self.informers:
             informer.stop()
         if self.kubelets is not None:
             self.kubelets.stop()
         self.recorder.close()
+        return finished

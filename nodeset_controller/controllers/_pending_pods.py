@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from .. import metrics
 from ..api import ANNOTATION_MACHINE_ERROR_CLASS, NodeClass, NodeSet
 from ..kube import (
     NODESETS,
@@ -58,6 +59,8 @@ from ._scheduling import (
 )
 
 log = logging.getLogger(__name__)
+
+_CONTROLLER = "pending-pod-autoscaler"
 
 KUBE_NODE_MODE = "KubeNode"
 #: The NodeSet condition this autoscaler owns: whether something holds its scale-up back.
@@ -135,18 +138,29 @@ class PendingPodAutoscaler:
         if new is not None and new.unschedulable:
             self._wake.set()
 
+    def wake(self) -> None:
+        """Run a round now (and notice a stop at once)."""
+        self._wake.set()
+
     def start(self, stop: threading.Event) -> threading.Thread:
-        """Run rounds until ``stop`` is set."""
+        """Run rounds until ``stop`` is set (call ``wake`` after setting it to stop at once)."""
 
         def loop() -> None:
             while not stop.is_set():
                 if self._wake.wait(self.settings.interval):
                     stop.wait(self.settings.batch_window)  # let the rest of a burst arrive
                 self._wake.clear()
+                if stop.is_set():
+                    break
+                started = time.monotonic()
                 try:
                     self.run_once()
                 except Exception:
+                    metrics.RECONCILES.labels(_CONTROLLER, "error").inc()
                     log.exception("pending-pod autoscaler round failed")
+                else:
+                    metrics.RECONCILES.labels(_CONTROLLER, "success").inc()
+                metrics.RECONCILE_DURATION.labels(_CONTROLLER).observe(time.monotonic() - started)
 
         thread = threading.Thread(target=loop, name="pending-pod-autoscaler", daemon=True)
         thread.start()

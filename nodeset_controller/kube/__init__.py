@@ -20,6 +20,7 @@ from ._client import (
 from ._events import EventRecorder, EventType, ObjectReference
 from ._informer import Informer, object_key, wait_for_sync
 from ._install import install_crds
+from ._leader import LeaderElectionSettings, LeaderElector, LeaderState
 from ._quantity import QuantityError, parse_quantity, resource_list, resource_units
 from ._records import (
     NodeRecord,
@@ -54,6 +55,9 @@ __all__ = [
     "EventType",
     "Informer",
     "KubeClient",
+    "LeaderElectionSettings",
+    "LeaderElector",
+    "LeaderState",
     "NodeRecord",
     "ObjectReference",
     "PodRecord",

@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 import urllib3
 
+from .. import metrics
 from ._client import JSON, ApiError, KubeClient, Resource
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,9 @@ class Informer(Generic[R]):
         indexers: dict[str, Indexer[R]] | None = None,
         watch_timeout: int = 300,
         read_timeout: float = 90.0,
+        name: str | None = None,
     ) -> None:
+        self._name = name or resource.plural
         self._client = client
         self._resource = resource
         self._transform = transform
@@ -67,11 +70,12 @@ class Informer(Generic[R]):
         self._thread: threading.Thread | None = None
         self.resource_version = ""
         self.relists = 0
+        metrics.watch_cache(self)
 
     @property
     def name(self) -> str:
-        """The resource this informer watches, for logs."""
-        return self._resource.plural
+        """What this informer watches (its resource, unless named otherwise), for logs and metrics."""
+        return self._name
 
     # -- reading -----------------------------------------------------------------------------------------
 
@@ -98,6 +102,11 @@ class Informer(Generic[R]):
     def __len__(self) -> int:
         with self._lock:
             return len(self._items)
+
+    @property
+    def running(self) -> bool:
+        """Whether the watch thread is alive (it runs from ``start`` until ``stop``)."""
+        return self._thread is not None and self._thread.is_alive()
 
     @property
     def synced(self) -> bool:

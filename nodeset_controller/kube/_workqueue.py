@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .. import metrics
 from ._client import ApiError
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class WorkQueue:
         self._failures: dict[str, int] = {}
         self._added_at: dict[str, float] = {}
         self._shutdown = False
+        metrics.watch_queue(self)
 
     def add(self, key: str) -> None:
         """Queue ``key`` now (once, however often it is added before a worker takes it)."""
@@ -50,6 +52,7 @@ class WorkQueue:
         if self._shutdown or key in self._dirty:
             return
         self._dirty.add(key)
+        metrics.WORKQUEUE_ADDS.labels(self.name).inc()
         self._added_at.setdefault(key, time.monotonic())
         if key not in self._processing:
             self._queue.append(key)
@@ -76,6 +79,7 @@ class WorkQueue:
         with self._cond:
             failures = self._failures.get(key, 0)
             self._failures[key] = failures + 1
+        metrics.WORKQUEUE_RETRIES.labels(self.name).inc()
         delay = min(self._base_delay * float(2**failures), self._max_delay)
         self.add_after(key, delay)
         return delay
@@ -100,6 +104,9 @@ class WorkQueue:
                     key = self._queue.popleft()
                     self._dirty.discard(key)
                     self._processing.add(key)
+                    added_at = self._added_at.pop(key, None)
+                    if added_at is not None:
+                        metrics.WORKQUEUE_QUEUE_DURATION.labels(self.name).observe(time.monotonic() - added_at)
                     return key
                 if self._shutdown:
                     return None
@@ -127,8 +134,6 @@ class WorkQueue:
             if key in self._dirty:
                 self._queue.append(key)
                 self._cond.notify()
-            else:
-                self._added_at.pop(key, None)
 
     def shutdown(self) -> None:
         """Stop handing out keys; workers blocked in ``get`` return None."""
@@ -171,10 +176,14 @@ def run_workers(queue: WorkQueue, reconcile: Reconcile, workers: int, stop: thre
             key = queue.get(timeout=0.5)
             if key is None:
                 continue
+            started = time.monotonic()
+            outcome = "error"
             try:
                 result = reconcile(key)
+                outcome = "requeue" if result is not None and (result.backoff or result.requeue_after) else "success"
             except ApiError as error:
                 delay = queue.add_rate_limited(key)
+                outcome = "conflict" if error.conflict else "error"
                 if error.conflict:  # optimistic concurrency at work: reconcile again from fresh state
                     log.debug("%s: %s changed while reconciling; again in %.1f s", queue.name, key, delay)
                 else:
@@ -191,6 +200,8 @@ def run_workers(queue: WorkQueue, reconcile: Reconcile, workers: int, stop: thre
                     queue.add_after(key, result.requeue_after)
             finally:
                 queue.done(key)
+                metrics.RECONCILES.labels(queue.name, outcome).inc()
+                metrics.RECONCILE_DURATION.labels(queue.name).observe(time.monotonic() - started)
 
     threads = [threading.Thread(target=work, name=f"{queue.name}-worker-{i}", daemon=True) for i in range(workers)]
     for thread in threads:

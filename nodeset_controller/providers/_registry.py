@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from ..api import NodeClass
 from ..kube import SECRETS, ApiError, KubeClient
+from ._instrumented import InstrumentedProvider
 from ._machine import ErrorClass, MachineProvider, ProviderError
 from ._simulator import SimulatorCloud, SimulatorProvider
 
@@ -49,7 +50,7 @@ class ProviderRegistry:
             cached = self._cache.get(name)
             if cached is not None and cached[0] == version and now - cached[1] < CREDENTIALS_TTL:
                 return cached[2]
-        provider = self._build(nodeclass)
+        provider: MachineProvider = InstrumentedProvider(self._build(nodeclass), nodeclass.spec.provider)
         with self._lock:
             self._cache[name] = (version, now, provider)
         return provider

@@ -30,7 +30,12 @@ KUBELET_VERSION = "v1.36.3-kube-node-sim"
 def bound_pods_informer(client: KubeClient) -> Informer[PodRecord]:
     """A cache of the pods bound to a node, indexed by node name."""
     return Informer(
-        client, PODS, PodRecord.from_json, field_selector="spec.nodeName!=", indexers={"node": lambda p: (p.node,)}
+        client,
+        PODS,
+        PodRecord.from_json,
+        field_selector="spec.nodeName!=",
+        indexers={"node": lambda p: (p.node,)},
+        name="bound-pods",
     )
 
 

@@ -150,9 +150,21 @@ class SimulatorCloud:
         #: (machine name, time.monotonic(), error code or "" ) of every create that reached the cloud's API,
         #: as a cloud's audit log would show them (the last 10,000).
         self.create_log: deque[tuple[str, float, str]] = deque(maxlen=10000)
+        self._data_version = -1
+        with self._lock:
+            self._refresh_locked()
+
+    def _refresh_locked(self) -> None:
+        """Reload the machines if another process (another kube-node, a test) changed the account: the
+        database is the cloud, shared like a real one; the dict is this process's view of it."""
+        (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        if version == self._data_version:
+            return
+        self._data_version = version
+        machines: dict[str, SimulatedMachine] = {}
         for row in self._db.execute("SELECT * FROM machines"):
             name, id_, cluster, nodeclass, node_name, created_at, boot_at, crash_at, private_ip, spec = row
-            machine = SimulatedMachine(
+            machines[name] = SimulatedMachine(
                 name=name,
                 id=id_,
                 cluster=cluster,
@@ -164,7 +176,7 @@ class SimulatorCloud:
                 private_ip=private_ip,
                 spec=json.loads(spec),
             )
-            self._machines[machine.name] = machine
+        self._machines = machines
 
     def close(self) -> None:
         """Close the database."""
@@ -174,11 +186,13 @@ class SimulatorCloud:
     def machines(self) -> list[SimulatedMachine]:
         """Every machine in the account."""
         with self._lock:
+            self._refresh_locked()
             return list(self._machines.values())
 
     def get(self, name: str) -> SimulatedMachine | None:
         """The machine called ``name``."""
         with self._lock:
+            self._refresh_locked()
             return self._machines.get(name)
 
     def create(self, spec: MachineSpec, settings: SimulatorSettings) -> SimulatedMachine:
@@ -189,6 +203,7 @@ class SimulatorCloud:
         if settings.create_delay:
             time.sleep(settings.create_delay)
         with self._lock:
+            self._refresh_locked()
             existing = self._machines.get(spec.name)
             if existing is not None:
                 return existing
@@ -225,29 +240,37 @@ class SimulatorCloud:
                     "userData": spec.user_data,
                 },
             )
-            self._db.execute(
-                "INSERT INTO machines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    machine.name,
-                    machine.id,
-                    machine.cluster,
-                    machine.nodeclass,
-                    machine.node_name,
-                    machine.created_at,
-                    machine.boot_at,
-                    machine.crash_at,
-                    machine.private_ip,
-                    json.dumps(machine.spec),
-                ),
-            )
+            try:
+                self._insert(machine)
+            except sqlite3.IntegrityError:  # another process created it in the meantime: that one it is
+                self._refresh_locked()
+                return self._machines[spec.name]
             self._machines[machine.name] = machine
             self.creates += 1
             self.create_log.append((spec.name, time.monotonic(), ""))
             return machine
 
+    def _insert(self, machine: SimulatedMachine) -> None:
+        self._db.execute(
+            "INSERT INTO machines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                machine.name,
+                machine.id,
+                machine.cluster,
+                machine.nodeclass,
+                machine.node_name,
+                machine.created_at,
+                machine.boot_at,
+                machine.crash_at,
+                machine.private_ip,
+                json.dumps(machine.spec),
+            ),
+        )
+
     def destroy(self, name: str, settings: SimulatorSettings) -> None:
         """Destroy the machine; a missing one is already destroyed."""
         with self._lock:
+            self._refresh_locked()
             if name not in self._machines:
                 return
             if settings.destroy_failure_rate and self._random.random() < settings.destroy_failure_rate:
@@ -257,7 +280,7 @@ class SimulatorCloud:
                     code="DESTROY_FAILED",
                 )
             self._db.execute("DELETE FROM machines WHERE name = ?", (name,))
-            del self._machines[name]
+            self._machines.pop(name, None)
 
     def _address(self) -> str:
         # Loopback addresses: nothing ever listens there, and nothing may ever be sent off this machine.

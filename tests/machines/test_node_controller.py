@@ -119,6 +119,8 @@ def test_a_crash_between_create_and_record_never_makes_a_second_machine(
         "--simulator-dir",
         str(simulator_dir),
         "--grpc-address=",
+        "--status-address=",
+        "--no-leader-elect",  # one process; leader election has its own tests
     ]
     log = (tmp_path / "kube-node.log").open("w")
     crashing = subprocess.Popen(args, env={**os.environ, FAILPOINT_ENV: "kill"}, stdout=log, stderr=log)

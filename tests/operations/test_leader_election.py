@@ -1,0 +1,180 @@
+"""Leader election: exactly one replica acts, a standby takes over a dead leader's Lease, SIGTERM hands it
+over at once, and a leader that cannot renew stops before its Lease can expire."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import urllib3
+
+from kube_node.controlplane import ControlPlane
+from nodeset_controller.api import ANNOTATION_MACHINE_ID
+from nodeset_controller.kube import (
+    LEASES,
+    NODECLASSES,
+    NODES,
+    NODESETS,
+    KubeClient,
+    LeaderElectionSettings,
+    LeaderElector,
+    LeaderState,
+)
+from nodeset_controller.providers import SimulatorCloud
+from tests.conftest import eventually, nodeset_manifest, simulator_nodeclass
+
+from ._process import KubeNodeProcess, sample
+
+LEASE_DURATION = 4.0
+RENEW_DEADLINE = 3.0
+RETRY_PERIOD = 0.5
+
+
+def _settings(lease: str, identity: str) -> LeaderElectionSettings:
+    return LeaderElectionSettings(
+        namespace="kube-system",
+        identity=identity,
+        name=lease,
+        lease_duration=LEASE_DURATION,
+        renew_deadline=RENEW_DEADLINE,
+        retry_period=RETRY_PERIOD,
+    )
+
+
+def test_of_two_candidates_exactly_one_leads_and_a_release_hands_over_at_once(kube: KubeClient) -> None:
+    lease = f"pair-{uuid.uuid4().hex[:8]}"
+    started: list[str] = []
+    electors = [
+        LeaderElector(kube, _settings(lease, name), on_started_leading=lambda n=name: started.append(n))
+        for name in ("first", "second")
+    ]
+    for elector in electors:
+        elector.start()
+    try:
+        eventually(lambda: started, what="a leader")
+        time.sleep(3 * RETRY_PERIOD)  # time for a second (wrong) winner to show up
+        leaders = [e for e in electors if e.is_leader()]
+        assert [e.settings.identity for e in leaders] == started, started
+        leader, standby = (electors[0], electors[1]) if electors[0].is_leader() else (electors[1], electors[0])
+        assert standby.state is LeaderState.STANDBY
+        assert kube.get(LEASES, lease, "kube-system")["spec"]["holderIdentity"] == leader.settings.identity
+
+        released_at = time.monotonic()
+        leader.release()
+        eventually(standby.is_leader, timeout=LEASE_DURATION, what="the standby to take over")
+        # An emptied Lease is taken at the next try, not after the lease duration.
+        assert time.monotonic() - released_at < 2 * RETRY_PERIOD + 1.0
+        spec = kube.get(LEASES, lease, "kube-system")["spec"]
+        assert spec["holderIdentity"] == standby.settings.identity
+        assert spec["leaseTransitions"] == 1
+    finally:
+        for elector in electors:
+            elector.release()
+
+
+def test_a_leader_that_cannot_renew_stops_before_its_lease_can_expire(
+    kube: KubeClient, control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lease = f"cut-off-{uuid.uuid4().hex[:8]}"
+    client = KubeClient.from_kubeconfig(control_plane.kubeconfig)
+    stopped: list[float] = []
+    elector = LeaderElector(
+        client, _settings(lease, "cut-off"), on_stopped_leading=lambda: stopped.append(time.monotonic())
+    )
+    elector.start()
+    try:
+        eventually(elector.is_leader, what="leadership")
+        renewed = kube.get(LEASES, lease, "kube-system")["spec"]["renewTime"]
+        eventually(lambda: kube.get(LEASES, lease, "kube-system")["spec"]["renewTime"] != renewed, what="a renewal")
+
+        def unreachable(*_: object, **__: object) -> object:
+            raise urllib3.exceptions.NewConnectionError(None, "the API server is unreachable")  # type: ignore[arg-type]
+
+        cut_at = time.monotonic()
+        monkeypatch.setattr(client, "request", unreachable)
+        eventually(lambda: stopped, timeout=RENEW_DEADLINE + 2, what="the leader to give up")
+        # It stopped acting (is_leader false, callback run) before anyone else could take the Lease: the last
+        # successful renewal was at most a retry period before the cut, and expiry is a lease duration after it.
+        assert not elector.is_leader()
+        assert elector.state is LeaderState.STOPPED
+        assert stopped[0] - cut_at < LEASE_DURATION - RETRY_PERIOD
+    finally:
+        monkeypatch.undo()
+        elector.release()
+
+
+@pytest.fixture
+def lease() -> str:
+    return f"kube-node-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def pair(control_plane: ControlPlane, kube: KubeClient, tmp_path: Path, lease: str) -> Iterator[list[KubeNodeProcess]]:
+    flags = (
+        f"--simulator-dir={tmp_path / 'simulator'}",
+        "--grpc-address=",
+        f"--leader-election-lease-name={lease}",
+        f"--leader-election-lease-duration={LEASE_DURATION}",
+        f"--leader-election-renew-deadline={RENEW_DEADLINE}",
+        f"--leader-election-retry-period={RETRY_PERIOD}",
+    )
+    processes = [KubeNodeProcess(control_plane, tmp_path, name, *flags) for name in ("a", "b")]
+    try:
+        yield processes
+    finally:
+        for process in processes:
+            process.close()
+
+
+def _leading(process: KubeNodeProcess) -> bool:
+    status, _ = process.get("/metrics")
+    return status == 200 and sample(process.metrics(), "kube_node_leader") == 1
+
+
+def test_a_standby_finishes_a_killed_leaders_scale_up_without_a_double_machine_and_sigterm_releases_the_lease(
+    kube: KubeClient, pair: list[KubeNodeProcess], tmp_path: Path, lease: str
+) -> None:
+    for process in pair:
+        eventually(lambda p=process: p.get("/readyz")[0] == 200, timeout=30, what=f"{process.name} ready")
+    leader = eventually(lambda: next((p for p in pair if _leading(p)), None), timeout=10, what="a leader")
+    standby = next(p for p in pair if p is not leader)
+    time.sleep(3 * RETRY_PERIOD)
+    assert not _leading(standby), "two leaders"
+    assert "leader election: standby" in standby.get("/readyz")[1]
+    assert "leader election: leading" in leader.get("/readyz")[1]
+
+    # Slow creates, so the leader dies with machines on order and Nodes not yet Ready.
+    kube.create(NODECLASSES, simulator_nodeclass(createDelaySeconds="1.5", bootDelaySeconds=1))
+    kube.create(NODESETS, nodeset_manifest("pool", 20))
+    cloud = SimulatorCloud(tmp_path / "simulator")
+    try:
+        eventually(lambda: len(cloud.machines()) >= 3, timeout=30, what="machines on order")
+        assert (kube.get(NODESETS, "pool").get("status") or {}).get("readyReplicas", 0) < 20
+        leader.kill()
+        killed_at = time.monotonic()
+
+        eventually(lambda: _leading(standby), timeout=LEASE_DURATION + 3, what="the standby to take over")
+        assert time.monotonic() - killed_at <= LEASE_DURATION + 2 * RETRY_PERIOD + 1.0
+        eventually(
+            lambda: (kube.get(NODESETS, "pool").get("status") or {}).get("readyReplicas") == 20,
+            timeout=60,
+            what="20 ready Nodes",
+        )
+        nodes = kube.list(NODES, labelSelector="kube-node.io/nodeset=pool")["items"]
+        machines = cloud.machines()
+        assert len(nodes) == 20
+        assert len(machines) == 20, sorted(m.name for m in machines)
+        per_node = Counter(m.node_name for m in machines)
+        assert set(per_node) == {n["metadata"]["name"] for n in nodes}
+        assert max(per_node.values()) == 1
+        assert {n["metadata"]["annotations"][ANNOTATION_MACHINE_ID] for n in nodes} == {m.id for m in machines}
+    finally:
+        cloud.close()
+
+    assert standby.terminate() == 0, standby.log()[-3000:]
+    spec = kube.get(LEASES, lease, "kube-system")["spec"]
+    assert not spec.get("holderIdentity"), spec
