@@ -153,9 +153,11 @@ class KubeClient:
         if content_type:
             headers["Content-Type"] = content_type
         with self._auth_lock:
-            token = self.configuration.get_api_key_with_prefix("authorization")
-        if token:
-            headers["Authorization"] = token
+            # A bearer token from the kubeconfig or the pod's service account (re-read by the configuration's
+            # refresh hook when it rotates); client certificates are on the connection pool instead.
+            bearer = self.configuration.auth_settings().get("BearerToken")
+        if bearer is not None and bearer.get("value"):
+            headers["Authorization"] = str(bearer["value"])
         return headers
 
     def raw(

@@ -217,7 +217,12 @@ class LibcloudProvider:
                     code="INVALID_CREDENTIALS",
                 )
             args.append(creds.pop("secret"))
-        options: dict[str, Any] = dict(self._nodeclass.spec.driver_options)
+        # The CRD keeps driverOptions to strings and integers; "true" and "false" are the driver's booleans
+        # (secure: "false" for a plain-HTTP private endpoint, for example).
+        options: dict[str, Any] = {
+            key: {"true": True, "false": False}.get(value, value) if isinstance(value, str) else value
+            for key, value in self._nodeclass.spec.driver_options.items()
+        }
         clash = sorted(set(creds) & set(options))
         if clash:
             raise ProviderError(
@@ -804,11 +809,15 @@ def _is_not_found(error: BaseException) -> bool:
     )
 
 
+#: Request signatures a cloud may quote back in an error: replayable for a while, so never shown.
+_SIGNATURE = re.compile(r"(Signature=|X-Amz-Signature=|X-Amz-Credential=)[^&\s<\"']+", re.IGNORECASE)
+
+
 def _redact(text: str, secrets: Collection[str]) -> str:
     for secret in secrets:
         if len(secret) >= 4:
             text = text.replace(secret, "***")
-    return text
+    return _SIGNATURE.sub(r"\1***", text)
 
 
 def _not_found(provider: str, what: str, wanted: str, hint: str) -> ProviderError:

@@ -29,7 +29,9 @@ def free_port() -> int:
 class KubeNodeProcess:
     """One ``python -m kube_node run`` against the test control plane, its log kept under ``workdir``."""
 
-    def __init__(self, control_plane: ControlPlane, workdir: Path, name: str, *flags: str) -> None:
+    def __init__(
+        self, control_plane: ControlPlane, workdir: Path, name: str, *flags: str, kubeconfig: Path | None = None
+    ) -> None:
         self.name = name
         self.status_port = free_port()
         self.log_path = workdir / f"{name}.log"
@@ -41,7 +43,7 @@ class KubeNodeProcess:
                 "kube_node",
                 "run",
                 "--kubeconfig",
-                str(control_plane.kubeconfig),
+                str(kubeconfig or control_plane.kubeconfig),
                 f"--status-address=127.0.0.1:{self.status_port}",
                 *flags,
             ],

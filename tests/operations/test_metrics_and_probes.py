@@ -88,10 +88,12 @@ def test_metrics_parse_as_prometheus_text_and_move_with_the_work(
             before, "kube_node_workqueue_adds_total", queue=controller
         )
     creates = {"provider": "simulator", "operation": "create"}
+    # At least one call per machine (a reconcile that runs before its record reaches the cache calls the
+    # idempotent create again and gets the same machine back).
     assert (
         sample(after, "kube_node_machine_operations_total", **creates, result="success")
         - sample(before, "kube_node_machine_operations_total", **creates, result="success")
-        == 3
+        >= 3
     )
     assert sample(after, "kube_node_machine_operation_duration_seconds_count", **creates) >= 3
     assert sample(after, "kube_node_grpc_requests_total", method="NodeGroups", code="OK") == 1

@@ -1,0 +1,210 @@
+"""The Helm chart, checked by the real helm and the real API server: lint, schema, a server-side dry run,
+install, upgrade and uninstall, and RBAC that is exactly enough."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from kube_node.cli import build_parser, config_arguments, parse, run_options
+from kube_node.controlplane import Binaries, ControlPlane
+from nodeset_controller.kube import NAMESPACES, KubeClient
+from tests.conftest import Kubectl
+
+from ._helm import CHART, Helm
+
+VALUE_SETS = {
+    "defaults": [],
+    "simulator and credentials namespaces": [
+        "--set",
+        "simulator.enabled=true",
+        "--set",
+        "credentialsNamespaces={cloud-credentials,team-b}",
+    ],
+    "cert-manager and a ServiceMonitor": [
+        "--set",
+        "tls.source=certManager",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    ],
+    "one replica without leader election": [
+        "--set",
+        "replicaCount=1",
+        "--set",
+        "leaderElection.enabled=false",
+        "--set",
+        "tls.insecure=true",
+    ],
+}
+
+
+@pytest.fixture
+def helm(binaries: Binaries, control_plane: ControlPlane, tmp_path: Path) -> Helm:
+    return Helm(binaries, control_plane, tmp_path / "helm")
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_helm_lint_strict_passes(helm: Helm, values: list[str]) -> None:
+    result = helm.run("lint", "--strict", str(CHART), *values)
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("replicaCount=0", "/replicaCount"),
+        ("tls.source=vault", "/tls/source"),
+        ("logFormat=xml", "/logFormat"),
+        ("replicas=2", "'replicas' not allowed"),
+        ("grpc.port=70000", "/grpc/port"),
+        ("credentialsNamespaces={Not_A_Namespace}", "/credentialsNamespaces/0"),
+    ],
+)
+def test_the_values_schema_rejects_bad_values_by_name(helm: Helm, setting: str, message: str) -> None:
+    result = helm.run("template", "kn", str(CHART), "--set", setting, check=False)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_the_rendered_config_file_is_one_kube_node_run_accepts(helm: Helm, values: list[str], tmp_path: Path) -> None:
+    objects = helm.template(*values)
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap")
+    path = tmp_path / "config.yaml"
+    path.write_text(config_map["data"]["config.yaml"])
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args == ["run", "--config=/etc/kube-node/config/config.yaml"]
+    options = run_options(parse(["run", f"--config={path}"]))
+    assert options.leader_election.namespace == "kube-node-system"
+    assert options.status_address == ":8080"
+    if "tls.insecure=true" in values:
+        assert options.grpc_tls is None
+    else:
+        assert options.grpc_tls is not None
+        assert str(options.grpc_tls.client_ca) == "/etc/kube-node/tls/ca.crt"
+    assert config_arguments(path, build_parser())  # every key is a real flag (else it exits)
+
+
+def test_rbac_has_no_wildcards_and_reads_secrets_only_in_the_credentials_namespaces(helm: Helm) -> None:
+    objects = helm.template(*VALUE_SETS["simulator and credentials namespaces"])
+    roles = [o for o in objects if o["kind"] in ("ClusterRole", "Role")]
+    assert roles
+    for role in roles:
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs", "resourceNames"):
+                assert "*" not in rule.get(field, []), (role["metadata"]["name"], rule)
+    secret_readers = {
+        role["metadata"].get("namespace", "<cluster>")
+        for role in roles
+        for rule in role["rules"]
+        if "secrets" in rule["resources"]
+    }
+    assert secret_readers == {"cloud-credentials", "team-b"}
+    for role in roles:
+        for rule in role["rules"]:
+            if "secrets" in rule["resources"]:
+                assert rule["verbs"] == ["get"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [VALUE_SETS["defaults"], VALUE_SETS["simulator and credentials namespaces"]],
+    ids=["defaults", "simulator and credentials namespaces"],
+)
+def test_the_rendered_chart_passes_a_server_side_dry_run(
+    helm: Helm, kubectl: Kubectl, kube: KubeClient, values: list[str]
+) -> None:
+    namespace = f"kn-dry-{uuid.uuid4().hex[:6]}"
+    for name in (namespace, "cloud-credentials", "team-b"):
+        if not _namespace_exists(kube, name):
+            kube.create(NAMESPACES, {"metadata": {"name": name}})
+    rendered = helm.run("template", "kn", str(CHART), "--namespace", namespace, "--include-crds", *values).stdout
+    result = kubectl.run("apply", "--dry-run=server", "-f", "-", input=rendered)
+    applied = result.stdout.splitlines()
+    kinds = {line.split("/", 1)[0] for line in applied}
+    assert {
+        "deployment.apps",
+        "service",
+        "configmap",
+        "serviceaccount",
+        "clusterrole.rbac.authorization.k8s.io",
+        "role.rbac.authorization.k8s.io",
+        "poddisruptionbudget.policy",
+        "customresourcedefinition.apiextensions.k8s.io",
+    } <= kinds, applied
+    assert all("(server dry run)" in line for line in applied), applied
+
+
+def _namespace_exists(kube: KubeClient, name: str) -> bool:
+    return any(n["metadata"]["name"] == name for n in kube.list(NAMESPACES)["items"])
+
+
+@pytest.fixture
+def release(helm: Helm) -> Iterator[tuple[str, str]]:
+    name, namespace = f"kn{uuid.uuid4().hex[:6]}", f"kube-node-{uuid.uuid4().hex[:6]}"
+    try:
+        yield name, namespace
+    finally:
+        helm.run("uninstall", name, "--namespace", namespace, check=False)
+
+
+def _manifest_objects(helm: Helm, name: str, namespace: str) -> list[dict[str, Any]]:
+    out = helm.run("get", "manifest", name, "--namespace", namespace).stdout
+    return [doc for doc in yaml.safe_load_all(out) if doc]
+
+
+def test_install_creates_every_object_upgrade_changes_them_and_uninstall_removes_them(
+    helm: Helm, kubectl: Kubectl, release: tuple[str, str]
+) -> None:
+    name, namespace = release
+    installed = helm.run("install", name, str(CHART), "--namespace", namespace, "--create-namespace")
+    assert "--cloud-provider=externalgrpc" in installed.stdout  # NOTES tell how to point the autoscaler here
+    assert f"address: {name}-kube-node-grpc.{namespace}.svc:8086" in installed.stdout
+    objects = _manifest_objects(helm, name, namespace)
+    assert {o["kind"] for o in objects} >= {
+        "ServiceAccount",
+        "ConfigMap",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+    }
+    for obj in objects:
+        ns = ["-n", obj["metadata"].get("namespace", namespace)]
+        kubectl.run("get", obj["kind"], obj["metadata"]["name"], *ns)
+    deployment = yaml.safe_load(kubectl.run("get", "deployment", "-n", namespace, "-o", "yaml").stdout)["items"][0]
+    assert deployment["spec"]["replicas"] == 2
+    checksum = deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    container = pod["containers"][0]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+    helm.run(
+        "upgrade", name, str(CHART), "--namespace", namespace, "--set", "replicaCount=3", "--set", "config.workers=4"
+    )
+    deployment = yaml.safe_load(kubectl.run("get", "deployment", "-n", namespace, "-o", "yaml").stdout)["items"][0]
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["checksum/config"] != checksum
+    config = kubectl.run("get", "configmap", f"{name}-kube-node", "-n", namespace, "-o", "yaml").stdout
+    assert yaml.safe_load(yaml.safe_load(config)["data"]["config.yaml"])["workers"] == 4
+    assert len(helm.run("history", name, "--namespace", namespace, "-o", "yaml").stdout.split("revision:")) == 3
+
+    helm.run("uninstall", name, "--namespace", namespace)
+    for obj in objects:
+        ns = ["-n", obj["metadata"].get("namespace", namespace)]
+        gone = kubectl.run("get", obj["kind"], obj["metadata"]["name"], *ns, check=False)
+        assert gone.returncode != 0 and "NotFound" in gone.stderr, (obj["kind"], obj["metadata"]["name"])

@@ -1,0 +1,166 @@
+"""The chart's RBAC is enough and no more: kube-node runs with a token of the chart's ServiceAccount (from the
+TokenRequest API), scales a NodeSet up and down with the simulator, leads through the Lease the chart allows
+and labels its own pod; `kubectl auth can-i` shows what it cannot do."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kube_node.controlplane import Binaries, ControlPlane
+from nodeset_controller.kube import NAMESPACES, NODECLASSES, NODES, NODESETS, PODS, KubeClient
+from tests.conftest import Kubectl, eventually, nodeset_manifest, simulator_nodeclass
+from tests.operations._process import KubeNodeProcess
+
+from ._helm import CHART, Helm
+
+
+@pytest.fixture
+def installed(helm: Helm, kube: KubeClient, kubectl: Kubectl, tmp_path: Path) -> Iterator[tuple[str, str, str]]:
+    """The chart with the simulator, credentials readable in its own namespace only: (namespace, ServiceAccount,
+    credentials namespace)."""
+    suffix = uuid.uuid4().hex[:6]
+    name, namespace, credentials = f"rbac{suffix}", f"kube-node-{suffix}", f"creds-{suffix}"
+    kube.create(NAMESPACES, {"metadata": {"name": credentials}})
+    helm.run(
+        "install",
+        name,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--create-namespace",
+        "--set",
+        "simulator.enabled=true",
+        "--set",
+        f"credentialsNamespaces={{{credentials}}}",
+    )
+    try:
+        yield namespace, f"{name}-kube-node", credentials
+    finally:
+        helm.run("uninstall", name, "--namespace", namespace, check=False)
+
+
+@pytest.fixture
+def helm(binaries: Binaries, control_plane: ControlPlane, tmp_path: Path) -> Helm:
+    return Helm(binaries, control_plane, tmp_path / "helm")
+
+
+def _token_kubeconfig(control_plane: ControlPlane, kubectl: Kubectl, namespace: str, account: str, path: Path) -> Path:
+    token = kubectl.run("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+    # A real TokenRequest token: a JWT naming the ServiceAccount.
+    claims = yaml.safe_load(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert claims["sub"] == f"system:serviceaccount:{namespace}:{account}"
+    config = control_plane.kubeconfig_dict()
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    config["contexts"][0]["context"]["user"] = account
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_kube_node_scales_up_and_down_with_only_the_charts_service_account(
+    control_plane: ControlPlane,
+    kube: KubeClient,
+    kubectl: Kubectl,
+    installed: tuple[str, str, str],
+    tmp_path: Path,
+) -> None:
+    namespace, account, _ = installed
+    kubeconfig = _token_kubeconfig(control_plane, kubectl, namespace, account, tmp_path / "token.kubeconfig")
+    # A pod standing in for kube-node's own (nothing runs it here): the leader labels it.
+    kube.create(
+        PODS,
+        {
+            "metadata": {"name": "kube-node-0"},
+            "spec": {
+                "serviceAccountName": account,
+                "automountServiceAccountToken": False,
+                "containers": [{"name": "kube-node", "image": "kube-node:test"}],
+            },
+        },
+        namespace=namespace,
+    )
+    process = KubeNodeProcess(
+        control_plane,
+        tmp_path,
+        "kube-node",
+        f"--simulator-dir={tmp_path / 'simulator'}",
+        "--grpc-address=",
+        "--pod-name=kube-node-0",
+        f"--pod-namespace={namespace}",
+        kubeconfig=kubeconfig,
+    )
+    try:
+        eventually(lambda: "leader election: leading" in process.get("/readyz")[1], timeout=30, what="leadership")
+        labels = eventually(
+            lambda: kube.get(PODS, "kube-node-0", namespace)["metadata"].get("labels"), what="the leader label"
+        )
+        assert labels == {"kube-node.io/leader": "true"}
+
+        kube.create(NODECLASSES, simulator_nodeclass())
+        kube.create(NODESETS, nodeset_manifest("pool", 3))
+        eventually(
+            lambda: (kube.get(NODESETS, "pool").get("status") or {}).get("readyReplicas") == 3,
+            timeout=60,
+            what="3 ready Nodes",
+        )
+        kubectl.run("scale", "nodeset", "pool", "--replicas=0")
+        eventually(
+            lambda: not kube.list(NODES, labelSelector="kube-node.io/nodeset=pool")["items"],
+            timeout=60,
+            what="the Nodes to go",
+        )
+        assert process.terminate() == 0
+        assert "kube-node.io/leader" not in (kube.get(PODS, "kube-node-0", namespace)["metadata"].get("labels") or {})
+    finally:
+        process.close()
+    log = process.log()
+    assert "forbidden" not in log.lower(), log[-4000:]
+
+
+#: (verb, resource, namespace: None for cluster scope, "own" or "credentials"; allowed)
+CAN_I = [
+    ("create", "nodes", None, True),
+    ("delete", "nodes", None, True),
+    ("update", "nodesets.kube-node.io --subresource=scale", None, True),
+    ("patch", "nodesets.kube-node.io --subresource=status", None, True),
+    ("create", "pods --subresource=eviction", "default", True),
+    ("patch", "nodes --subresource=status", None, True),  # the simulator's kubelets
+    ("update", "nodeclasses.kube-node.io --subresource=status", None, False),
+    ("get", "secrets", "credentials", True),
+    ("update", "leases/kube-node", "own", True),
+    ("delete", "namespaces", None, False),
+    ("get", "secrets", "kube-system", False),
+    ("get", "secrets", "own", False),
+    ("list", "secrets", "credentials", False),
+    ("update", "leases/some-other-lease", "own", False),
+    ("create", "deployments.apps", "default", False),
+    ("delete", "nodeclasses.kube-node.io", None, False),
+    ("update", "clusterroles.rbac.authorization.k8s.io", None, False),
+    ("patch", "pods", "default", False),
+]
+
+
+def test_the_service_account_can_do_what_kube_node_needs_and_nothing_else(
+    kubectl: Kubectl, installed: tuple[str, str, str]
+) -> None:
+    namespace, account, credentials = installed
+    wrong = []
+    for verb, resource, where, allowed in CAN_I:
+        scope = {"own": ["-n", namespace], "credentials": ["-n", credentials], None: []}.get(where, ["-n", str(where)])
+        result = kubectl.run(
+            "auth",
+            "can-i",
+            verb,
+            *resource.split(),
+            *scope,
+            f"--as=system:serviceaccount:{namespace}:{account}",
+            check=False,
+        )
+        if result.stdout.strip() != ("yes" if allowed else "no"):
+            wrong.append((verb, resource, where, result.stdout.strip(), result.stderr.strip()))
+    assert not wrong
