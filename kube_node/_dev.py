@@ -26,6 +26,7 @@ from nodeset_controller.kube import KubeClient, install_crds
 
 from ._provider import make_provider_certificates, serve_provider, write_cloud_config
 from ._samples import SAMPLES_DIR, apply_samples
+from ._status import StatusServer
 from .controlplane import Binaries, ControlPlane, find_binaries, pid_alive
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class DevState:
     kubeconfig: str
     path_dirs: list[str]
     startup_seconds: float
+    status: str = ""  #: base URL of /metrics, /healthz and /readyz
 
     @classmethod
     def read(cls, state_dir: Path) -> DevState | None:
@@ -88,6 +90,7 @@ def usage(state: DevState, state_dir: Path) -> str:
             f"  cluster-autoscaler --cloud-provider=externalgrpc --cloud-config={state.cloud_config} \\",
             f"    --kubeconfig={state.kubeconfig} --leader-elect=false",
             "",
+            f"Metrics and health: {state.status}/metrics, {state.status}/readyz",
             f"Logs: {state_dir / 'kube-node.log'} and {state_dir / 'controlplane' / 'logs'}",
             "Stop it with: kube-node dev down",
         ]
@@ -159,6 +162,7 @@ def serve(state_dir: Path) -> int:
     control_plane = ControlPlane(state_dir / "controlplane", binaries=binaries)
     manager: Manager | None = None
     provider: ProviderServer | None = None
+    status: StatusServer | None = None
     try:
         control_plane.start()
         control_plane.start_scheduler()
@@ -172,6 +176,13 @@ def serve(state_dir: Path) -> int:
         certificates = make_provider_certificates(state_dir / "provider-tls")
         provider = serve_provider(manager, "127.0.0.1:0", certificates.server_tls)
         cloud_config = write_cloud_config(state_dir / "cloud-config.yaml", f"127.0.0.1:{provider.port}", certificates)
+        running = manager
+
+        def ready() -> tuple[bool, list[str]]:
+            return running.synced, [f"caches {'synced' if running.synced else 'not synced yet'}"]
+
+        status = StatusServer("127.0.0.1:0", healthy=lambda: (True, ["running"]), ready=ready)
+        status.start()
         _write_env_file(state_dir, control_plane, binaries)
         DevState(
             cloud_config=str(cloud_config),
@@ -180,6 +191,7 @@ def serve(state_dir: Path) -> int:
             kubeconfig=str(control_plane.kubeconfig),
             path_dirs=binaries.path_dirs,
             startup_seconds=round(control_plane.startup_seconds, 2),
+            status=f"http://127.0.0.1:{status.port}",
         ).write(state_dir)
         log.info("dev environment ready at %s", control_plane.server)
         while not stop.wait(1.0):
@@ -195,6 +207,8 @@ def serve(state_dir: Path) -> int:
         return 0
     finally:
         (state_dir / "state.json").unlink(missing_ok=True)
+        if status is not None:
+            status.stop()
         if provider is not None:
             provider.stop()
         if manager is not None:

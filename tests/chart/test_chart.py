@@ -208,3 +208,18 @@ def test_install_creates_every_object_upgrade_changes_them_and_uninstall_removes
         ns = ["-n", obj["metadata"].get("namespace", namespace)]
         gone = kubectl.run("get", obj["kind"], obj["metadata"]["name"], *ns, check=False)
         assert gone.returncode != 0 and "NotFound" in gone.stderr, (obj["kind"], obj["metadata"]["name"])
+
+
+def test_the_cluster_autoscaler_example_passes_a_server_side_dry_run(kubectl: Kubectl, kube: KubeClient) -> None:
+    if not _namespace_exists(kube, "kube-node-system"):
+        kube.create(NAMESPACES, {"metadata": {"name": "kube-node-system"}})
+    example = CHART / "examples" / "cluster-autoscaler.yaml"
+    applied = kubectl.run("apply", "--dry-run=server", "-f", str(example)).stdout.splitlines()
+    assert "deployment.apps/cluster-autoscaler created (server dry run)" in applied, applied
+    deployment = next(d for d in yaml.safe_load_all(example.read_text()) if d["kind"] == "Deployment")
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--cloud-provider=externalgrpc" in args
+    config = next(d for d in yaml.safe_load_all(example.read_text()) if d["kind"] == "ConfigMap")
+    cloud_config = yaml.safe_load(config["data"]["cloud-config.yaml"])
+    # The address is the chart's gRPC Service for release "kube-node" in kube-node-system.
+    assert cloud_config["address"] == "kube-node-grpc.kube-node-system.svc:8086"

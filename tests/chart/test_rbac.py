@@ -77,6 +77,7 @@ def test_kube_node_scales_up_and_down_with_only_the_charts_service_account(
         {
             "metadata": {"name": "kube-node-0"},
             "spec": {
+                "nodeSelector": {"kube-node.io/test": "never-scheduled"},  # it must never land on a test's Node
                 "serviceAccountName": account,
                 "automountServiceAccountToken": False,
                 "containers": [{"name": "kube-node", "image": "kube-node:test"}],
@@ -118,6 +119,7 @@ def test_kube_node_scales_up_and_down_with_only_the_charts_service_account(
         assert "kube-node.io/leader" not in (kube.get(PODS, "kube-node-0", namespace)["metadata"].get("labels") or {})
     finally:
         process.close()
+        kube.delete(PODS, "kube-node-0", namespace, gracePeriodSeconds=0)
     log = process.log()
     assert "forbidden" not in log.lower(), log[-4000:]
 

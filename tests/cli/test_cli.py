@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,13 @@ def test_dev_up_serves_the_samples_and_dev_down_stops_everything(binaries: Binar
             check=True,
         )
         assert json.loads(got.stdout)["spec"]["nodeClassName"] == "simulated-4cpu"
+        assert f"{state['status']}/metrics" in up.stdout
+
+        def demo_metrics() -> bool:
+            with urllib.request.urlopen(state["status"] + "/metrics", timeout=5) as response:
+                return 'kube_node_nodeset_desired_replicas{nodeset="demo"}' in response.read().decode()
+
+        eventually(demo_metrics, what="the demo NodeSet on /metrics")
         # A second `up` finds the running environment instead of starting another.
         again = kube_node("dev", "up", "--state-dir", str(state_dir), env=env)
         assert again.returncode == 0
