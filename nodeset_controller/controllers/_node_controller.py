@@ -12,8 +12,10 @@ For each Node labelled ``kube-node.io/nodeclass``, level-triggered:
 4. Node being deleted: destroy the machine, then remove the finalizer.
 
 Failures are recorded on the Node (``kube-node.io/machine-error``, phase) and as Events, and retried with
-exponential backoff. Every write carries the resourceVersion it was computed from, so a concurrent writer
-makes it fail with a Conflict (and the Node is reconciled again) instead of being overwritten.
+exponential backoff. Every write that replaces a field others share (finalizers, taints) carries the
+resourceVersion it was computed from, so a concurrent writer makes it fail with a Conflict (and the Node is
+reconciled again) instead of being overwritten; writes of kube-node's own annotations are bound to the Node's
+uid instead.
 """
 
 from __future__ import annotations
@@ -205,11 +207,14 @@ class NodeController:
             log.warning("failpoint %s: killing this process before recording machine %s", FAILPOINT_ENV, machine.name)
             os.kill(os.getpid(), signal.SIGKILL)
         phase = _phase_of(machine)
+        # Only our own annotations change, so a concurrent writer (the node lifecycle controller's taints, a
+        # kubelet's status) loses nothing: the write is bound to this Node's uid, not its resourceVersion.
+        # A Conflict here would leave a machine unrecorded until the next reconcile finds it again.
         self._patch(
             node,
             {
                 "metadata": {
-                    "resourceVersion": node.resource_version,
+                    "uid": node.uid,
                     "annotations": {
                         ANNOTATION_MACHINE_ID: machine.id,
                         ANNOTATION_MACHINE_PHASE: phase,

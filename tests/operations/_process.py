@@ -33,6 +33,7 @@ class KubeNodeProcess:
         self, control_plane: ControlPlane, workdir: Path, name: str, *flags: str, kubeconfig: Path | None = None
     ) -> None:
         self.name = name
+        self.flags = flags
         self.status_port = free_port()
         self.log_path = workdir / f"{name}.log"
         self._log: IO[Any] = self.log_path.open("w")
@@ -51,6 +52,10 @@ class KubeNodeProcess:
             stderr=subprocess.STDOUT,
             cwd=REPO,
         )
+
+    def flag(self, name: str) -> str:
+        """The value this process was given for ``--name=value``."""
+        return next(f.split("=", 1)[1] for f in self.flags if f.startswith(f"--{name}="))
 
     def get(self, path: str) -> tuple[int, str]:
         """GET ``path`` on the status port: (HTTP status, body); (0, reason) when nothing answers."""

@@ -9,9 +9,12 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 import urllib3
 
+from autoscaler_provider._proto import externalgrpc_pb2 as pb
+from autoscaler_provider._proto import externalgrpc_pb2_grpc as pb_grpc
 from kube_node.controlplane import ControlPlane
 from nodeset_controller.api import ANNOTATION_MACHINE_ID
 from nodeset_controller.kube import (
@@ -27,7 +30,7 @@ from nodeset_controller.kube import (
 from nodeset_controller.providers import SimulatorCloud
 from tests.conftest import eventually, nodeset_manifest, simulator_nodeclass
 
-from ._process import KubeNodeProcess, sample
+from ._process import KubeNodeProcess, free_port, sample
 
 LEASE_DURATION = 4.0
 RENEW_DEADLINE = 3.0
@@ -116,13 +119,17 @@ def lease() -> str:
 def pair(control_plane: ControlPlane, kube: KubeClient, tmp_path: Path, lease: str) -> Iterator[list[KubeNodeProcess]]:
     flags = (
         f"--simulator-dir={tmp_path / 'simulator'}",
-        "--grpc-address=",
+        "--grpc-insecure",
         f"--leader-election-lease-name={lease}",
         f"--leader-election-lease-duration={LEASE_DURATION}",
         f"--leader-election-renew-deadline={RENEW_DEADLINE}",
         f"--leader-election-retry-period={RETRY_PERIOD}",
     )
-    processes = [KubeNodeProcess(control_plane, tmp_path, name, *flags) for name in ("a", "b")]
+    addresses = {name: f"127.0.0.1:{free_port()}" for name in ("a", "b")}
+    processes = [
+        KubeNodeProcess(control_plane, tmp_path, name, *flags, f"--grpc-address={address}")
+        for name, address in addresses.items()
+    ]
     try:
         yield processes
     finally:
@@ -178,3 +185,37 @@ def test_a_standby_finishes_a_killed_leaders_scale_up_without_a_double_machine_a
     assert standby.terminate() == 0, standby.log()[-3000:]
     spec = kube.get(LEASES, lease, "kube-system")["spec"]
     assert not spec.get("holderIdentity"), spec
+
+
+def test_every_replica_answers_reads_but_only_the_leaders_provider_accepts_writes(
+    kube: KubeClient, pair: list[KubeNodeProcess]
+) -> None:
+    for process in pair:
+        eventually(lambda p=process: p.get("/readyz")[0] == 200, timeout=30, what=f"{process.name} ready")
+    leader = eventually(lambda: next((p for p in pair if _leading(p)), None), timeout=10, what="a leader")
+    standby = next(p for p in pair if p is not leader)
+    kube.create(NODECLASSES, simulator_nodeclass())
+    kube.create(NODESETS, nodeset_manifest("ca", 0, autoscaling={"mode": "ClusterAutoscaler", "maxReplicas": 5}))
+
+    with grpc.insecure_channel(standby.flag("grpc-address")) as channel:
+        stub = pb_grpc.CloudProviderStub(channel)
+        # The standby's caches are warm: it knows the new NodeSet ...
+        eventually(
+            lambda: [g.id for g in stub.NodeGroups(pb.NodeGroupsRequest()).nodeGroups] == ["ca"],
+            what="the standby to list the node group",
+        )
+        # ... but it changes nothing.
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.NodeGroupIncreaseSize(pb.NodeGroupIncreaseSizeRequest(id="ca", delta=1))
+        assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert "not the leader" in (refused.value.details() or "")
+    assert kube.get(NODESETS, "ca")["spec"]["replicas"] == 0
+
+    with grpc.insecure_channel(leader.flag("grpc-address")) as channel:
+        stub = pb_grpc.CloudProviderStub(channel)
+        eventually(
+            lambda: [g.id for g in stub.NodeGroups(pb.NodeGroupsRequest()).nodeGroups] == ["ca"],
+            what="the leader to list the node group",
+        )
+        stub.NodeGroupIncreaseSize(pb.NodeGroupIncreaseSizeRequest(id="ca", delta=1))
+    assert kube.get(NODESETS, "ca")["spec"]["replicas"] == 1
