@@ -152,3 +152,36 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+_WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def api_writes(client: KubeClient) -> dict[str, float]:
+    """The API server's own count of write requests so far, by "VERB resource[/subresource]" (from its
+    apiserver_request_total metric), to show where a benchmark's writes go."""
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    text = client.raw("GET", "/metrics", accept="text/plain").data.decode()
+    writes: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "apiserver_request":
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name != "apiserver_request_total" or labels.get("verb") not in _WRITE_VERBS:
+                continue
+            what = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+            key = f"{labels['verb']} {what}"
+            writes[key] = writes.get(key, 0.0) + sample.value
+    return writes
+
+
+def print_writes(before: dict[str, float], after: dict[str, float], per: int) -> None:
+    """The writes between two ``api_writes`` snapshots, per object of the benchmark."""
+    rows = sorted(((after[k] - before.get(k, 0.0), k) for k in after), reverse=True)
+    total = sum(count for count, _ in rows)
+    print(f"API writes: {total:.0f} ({total / per:.2f} per Node)")
+    for count, key in rows:
+        if count >= per / 10:
+            print(f"  {key:32} {count:7.0f}  ({count / per:.2f} per Node)")

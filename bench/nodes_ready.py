@@ -14,7 +14,16 @@ import threading
 import time
 from typing import Any
 
-from _harness import control_plane, create_nodes, kube_node, peak_rss_mib, plain_creates, simulator_nodeclass
+from _harness import (
+    api_writes,
+    control_plane,
+    create_nodes,
+    kube_node,
+    peak_rss_mib,
+    plain_creates,
+    print_writes,
+    simulator_nodeclass,
+)
 
 from nodeset_controller.api import LABEL_NODECLASS, TAINT_STARTUP
 from nodeset_controller.kube import NODES, KubeClient
@@ -54,6 +63,7 @@ def main() -> int:
         simulator_nodeclass(client)
         with kube_node(plane, scratch) as (process, _):
             managed = [f"managed-{i:05d}" for i in range(args.nodes)]
+            writes_before = api_writes(client)
             start = time.monotonic()
             creating = threading.Thread(
                 target=create_nodes, args=(client, managed, {LABEL_NODECLASS: "bench"}, args.threads)
@@ -65,12 +75,14 @@ def main() -> int:
             ready_seconds = time.monotonic() - start
             creating.join()
             peak = peak_rss_mib(process.pid)
+            writes_after = api_writes(client)
 
     print(
         f"{args.nodes} managed Nodes created and Ready (machine, kubelet, startup taint gone) in {ready_seconds:.2f} s"
     )
     print(f"ratio managed-Ready / plain-create: {ready_seconds / plain_seconds:.2f}x (target <= 2x)")
     print(f"kube-node peak memory (VmHWM): {peak:.0f} MiB")
+    print_writes(writes_before, writes_after, args.nodes)
     return 0
 
 

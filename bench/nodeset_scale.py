@@ -11,7 +11,15 @@ import argparse
 import sqlite3
 import time
 
-from _harness import control_plane, kube_node, peak_rss_mib, plain_creates, simulator_nodeclass
+from _harness import (
+    api_writes,
+    control_plane,
+    kube_node,
+    peak_rss_mib,
+    plain_creates,
+    print_writes,
+    simulator_nodeclass,
+)
 
 from nodeset_controller.api import LABEL_NODESET
 from nodeset_controller.kube import NODES, NODESETS, KubeClient
@@ -51,8 +59,10 @@ def main() -> int:
             },
         )
         with kube_node(plane, scratch) as (process, _):
+            writes_before = api_writes(client)
             client.patch(NODESETS, "bench", {"spec": {"replicas": args.nodes}}, subresource="scale")
             up = wait_for("scale-up", lambda: ready_replicas(client) >= args.nodes)
+            writes_up = api_writes(client)
             print(f"NodeSet 0 -> {args.nodes}: readyReplicas = {args.nodes} after {up:.2f} s")
             client.patch(NODESETS, "bench", {"spec": {"replicas": 0}}, subresource="scale")
             database = scratch / "sim" / "machines.db"
@@ -69,6 +79,8 @@ def main() -> int:
 
     print(f"ratio scale-up / plain-create: {up / plain_seconds:.2f}x (target <= 2x)")
     print(f"kube-node peak memory (VmHWM): {peak:.0f} MiB")
+    print("scale-up:", end=" ")
+    print_writes(writes_before, writes_up, args.nodes)
     return 0
 
 
