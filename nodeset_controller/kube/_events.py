@@ -69,6 +69,7 @@ class EventRecorder:
             obj.name,
             reason,
             message,
+            extra={"object": f"{obj.kind}/{obj.name}", "reason": reason},
         )
         try:
             self._queue.put_nowait((obj, type_, reason, message))

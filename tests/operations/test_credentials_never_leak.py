@@ -4,6 +4,7 @@ the cloud echoes them back in an error (as clouds do with access key ids)."""
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -116,6 +117,9 @@ def test_no_credential_reaches_logs_events_annotations_or_metrics(
         process.close()
         kube.delete(SECRETS, secret_name, "default")
     log = process.log()
+    entries = [json.loads(line) for line in log.splitlines()]  # --log-format json: one object per line
+    failures = [e for e in entries if e.get("reason") == "MachineCreateFailed"]
+    assert failures and failures[0]["object"] == "Node/leaky" and failures[0]["level"] == "warning"
     assert "AuthFailure" in log  # what was logged is the refusal ...
     assert "Signature=***" in log  # with the request's replayable signature masked too
     for credential in (ACCESS_KEY, SECRET_KEY):  # ... never a credential
