@@ -104,8 +104,10 @@ def run(options: RunOptions) -> int:
     stopping = threading.Event()
 
     def healthy() -> tuple[bool, list[str]]:
-        dead = [i.name for i in manager.informers if not i.running]
-        return not dead, [f"watch of {name} has stopped" for name in dead] or ["watches running"]
+        problems = [f"watch of {i.name} has stopped" for i in manager.informers if not i.running]
+        if elector is not None and elector.started and not elector.alive() and elector.state is not LeaderState.STOPPED:
+            problems.append("leader election has stopped")
+        return not problems, problems or ["watches running"]
 
     def ready() -> tuple[bool, list[str]]:
         checks = [f"caches {'synced' if manager.synced else 'not synced yet'}"]

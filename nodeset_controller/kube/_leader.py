@@ -105,8 +105,13 @@ class LeaderElector:
         self._thread.start()
 
     def alive(self) -> bool:
-        """Whether the campaign thread runs (it ends after ``stop``, ``release`` or a loss)."""
+        """Whether the campaign runs: started, and not yet ended by ``release`` or a loss."""
         return self._thread.is_alive()
+
+    @property
+    def started(self) -> bool:
+        """Whether ``start`` was called."""
+        return self._thread.ident is not None
 
     def release(self, timeout: float = 5.0) -> None:
         """Stop campaigning and, if leading, give the Lease up so a standby takes over at once."""
@@ -149,7 +154,15 @@ class LeaderElector:
             self._state = LeaderState.LEADING
         metrics.LEADER.set(1)
         log.info("became the leader (Lease %s/%s)", settings.namespace, settings.name)
-        self._on_started()
+        try:
+            self._on_started()
+        except Exception:
+            log.exception("starting to lead failed; giving the Lease up")
+            with self._lock:
+                self._state = LeaderState.STOPPED
+            metrics.LEADER.set(0)
+            self._on_stopped()
+            return
         while not self._stop.wait(settings.retry_period):  # renew
             if self._try_acquire_or_renew():
                 continue

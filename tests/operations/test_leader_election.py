@@ -219,3 +219,26 @@ def test_every_replica_answers_reads_but_only_the_leaders_provider_accepts_write
         )
         stub.NodeGroupIncreaseSize(pb.NodeGroupIncreaseSizeRequest(id="ca", delta=1))
     assert kube.get(NODESETS, "ca")["spec"]["replicas"] == 1
+
+
+def test_a_leader_that_fails_to_start_acting_gives_up_instead_of_holding_the_lease_idle(kube: KubeClient) -> None:
+    lease = f"broken-{uuid.uuid4().hex[:8]}"
+    stopped: list[bool] = []
+
+    def cannot_start() -> None:
+        raise RuntimeError("the controllers could not start")
+
+    elector = LeaderElector(
+        kube,
+        _settings(lease, "broken"),
+        on_started_leading=cannot_start,
+        on_stopped_leading=lambda: stopped.append(True),
+    )
+    elector.start()
+    try:
+        eventually(lambda: stopped, what="the stop callback")
+        assert elector.state is LeaderState.STOPPED
+        assert not elector.is_leader()
+        eventually(lambda: not elector.alive(), what="the campaign to end")
+    finally:
+        elector.release()
