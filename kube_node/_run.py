@@ -144,10 +144,11 @@ def run(options: RunOptions) -> int:
         log.info("shutting down: letting work in flight finish for up to %.0f s", options.shutdown_grace)
         if server is not None:
             server.stop(grace=1.0)
-        manager.stop(grace=0.0 if lost.is_set() else options.shutdown_grace)
-        if elector is not None and not lost.is_set():
+        manager.stop_acting(grace=0.0 if lost.is_set() else options.shutdown_grace)
+        if elector is not None and not lost.is_set():  # nothing acts any more: the next leader may start
             pod.set_leader(False)
             elector.release()
+        manager.close()
         if status is not None:
             status.stop()
     return 1 if lost.is_set() else 0

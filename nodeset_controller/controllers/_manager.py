@@ -157,9 +157,15 @@ class Manager:
         log.info("kube-node running: %d managed Nodes, %d NodeClasses", len(self.nodes), len(self.nodeclasses))
 
     def stop(self, grace: float = 0.0) -> bool:
-        """Stop taking work, give reconciles in flight up to ``grace`` seconds to finish (their cloud calls are
-        idempotent, so one cut short is safe to repeat), and stop the background threads. Returns whether
-        everything in flight finished."""
+        """``stop_acting``, then ``close``. Returns whether everything in flight finished."""
+        finished = self.stop_acting(grace)
+        self.close()
+        return finished
+
+    def stop_acting(self, grace: float = 0.0) -> bool:
+        """Stop taking work and give reconciles in flight up to ``grace`` seconds to finish (their cloud calls
+        are idempotent, so one cut short is safe to repeat). Returns whether everything in flight finished;
+        after it, nothing this process does changes the cluster but the Events still queued."""
         self.stop_event.set()
         self.autoscaler.wake()
         deadline = time.monotonic() + grace
@@ -168,9 +174,12 @@ class Manager:
         finished = not any(thread.is_alive() for thread in self._threads)
         if not finished:
             log.warning("stopping with reconciles still in flight after %.0f s; they are safe to repeat", grace)
-        for informer in self.informers:
-            informer.stop()
         if self.kubelets is not None:
             self.kubelets.stop()
-        self.recorder.close()
         return finished
+
+    def close(self) -> None:
+        """Stop the watches and send the Events still queued."""
+        for informer in self.informers:
+            informer.stop()
+        self.recorder.close()
