@@ -18,6 +18,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client import Info
+
 from autoscaler_provider import ProviderServer, TLSFiles
 from nodeset_controller.controllers import Manager, ManagerSettings, NodeControllerSettings
 from nodeset_controller.controllers import PendingPodAutoscalerSettings as AutoscalerSettings
@@ -31,10 +33,14 @@ from nodeset_controller.kube import (
     install_crds,
 )
 
+from . import __version__
 from ._provider import serve_provider
 from ._status import StatusServer
 
 log = logging.getLogger(__name__)
+
+BUILD_INFO = Info("kube_node_build", "The running kube-node's version.")
+BUILD_INFO.info({"version": __version__})
 
 #: The label the leader puts on its own pod (when it knows it), so a Service can send the provider's
 #: clients to the one replica that accepts writes.

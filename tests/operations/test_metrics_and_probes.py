@@ -9,6 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+import kube_node
 from autoscaler_provider._proto import externalgrpc_pb2 as pb
 from autoscaler_provider._proto import externalgrpc_pb2_grpc as pb_grpc
 from kube_node.controlplane import ControlPlane
@@ -58,6 +59,7 @@ def test_metrics_parse_as_prometheus_text_and_move_with_the_work(
     assert sample(before, "kube_node_cache_synced", resource="nodes") == 1
     assert ("kube_node_workqueue_depth", (("queue", "node-controller"),)) in before
     assert ("process_resident_memory_bytes", ()) in before
+    assert sample(before, "kube_node_build_info", version=kube_node.__version__) == 1
 
     kube.create(NODECLASSES, simulator_nodeclass())
     kube.create(NODESETS, nodeset_manifest("pool", 3, autoscaling={"mode": "ClusterAutoscaler", "minReplicas": 0}))
