@@ -150,14 +150,32 @@ def run(options: RunOptions) -> int:
         log.info("shutting down: letting work in flight finish for up to %.0f s", options.shutdown_grace)
         if server is not None:
             server.stop(grace=1.0)
-        manager.stop_acting(grace=0.0 if lost.is_set() else options.shutdown_grace)
-        if elector is not None and not lost.is_set():  # nothing acts any more: the next leader may start
-            pod.set_leader(False)
-            elector.release()
-        manager.close()
-        if status is not None:
-            status.stop()
+        _shut_down(manager, elector, pod, status, lost=lost.is_set(), grace=options.shutdown_grace)
     return 1 if lost.is_set() else 0
+
+
+def _shut_down(
+    manager: Manager,
+    elector: LeaderElector | None,
+    pod: _OwnPod,
+    status: StatusServer | None,
+    *,
+    lost: bool,
+    grace: float,
+) -> None:
+    if lost:
+        # Another replica may lead soon: go now rather than wait for anything (what was in flight is
+        # idempotent, and the Events still queued are only a record).
+        manager.stop_acting(grace=0.0)
+        pod.set_leader(False)
+        return
+    manager.stop_acting(grace=grace)
+    if elector is not None:  # nothing acts any more: the next leader may start
+        pod.set_leader(False)
+        elector.release()
+    manager.close()
+    if status is not None:
+        status.stop()
 
 
 def _elector(  # noqa: PLR0917 - private, and each argument is named at its one call

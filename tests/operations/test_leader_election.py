@@ -243,3 +243,30 @@ def test_a_leader_that_fails_to_start_acting_gives_up_instead_of_holding_the_lea
         eventually(lambda: not elector.alive(), what="the campaign to end")
     finally:
         elector.release()
+
+
+def test_a_leader_whose_lease_was_taken_exits_at_once_with_status_1(
+    control_plane: ControlPlane, kube: KubeClient, tmp_path: Path, lease: str
+) -> None:
+    process = KubeNodeProcess(
+        control_plane,
+        tmp_path,
+        "kube-node",
+        f"--simulator-dir={tmp_path / 'simulator'}",
+        "--grpc-address=",
+        f"--leader-election-lease-name={lease}",
+        f"--leader-election-lease-duration={LEASE_DURATION}",
+        f"--leader-election-renew-deadline={RENEW_DEADLINE}",
+        f"--leader-election-retry-period={RETRY_PERIOD}",
+    )
+    try:
+        eventually(lambda: _leading(process), timeout=30, what="leadership")
+        # Another candidate holds the Lease now (as after a partition longer than the lease duration).
+        taken = kube.get(LEASES, lease, "kube-system")
+        taken["spec"] |= {"holderIdentity": "thief", "renewTime": taken["spec"]["renewTime"]}
+        kube.replace(LEASES, lease, taken, "kube-system")
+        assert process.process.wait(timeout=RENEW_DEADLINE) == 1, process.log()[-2000:]
+        assert "lost the leader Lease" in process.log()
+        assert kube.get(LEASES, lease, "kube-system")["spec"]["holderIdentity"] == "thief"  # not released
+    finally:
+        process.close()
