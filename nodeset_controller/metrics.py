@@ -152,10 +152,10 @@ class _StateCollector(Collector):
             ),
         }
         for nodeset in nodesets() if nodesets is not None else ():
-            name = nodeset.metadata.name
+            name, status = nodeset.metadata.name, nodeset.status  # no status before its first reconcile
             families["desired"].add_metric([name], nodeset.spec.replicas)
-            families["current"].add_metric([name], nodeset.status.replicas or 0)
-            families["ready"].add_metric([name], nodeset.status.ready_replicas or 0)
+            families["current"].add_metric([name], (status.replicas if status else None) or 0)
+            families["ready"].add_metric([name], (status.ready_replicas if status else None) or 0)
         yield from families.values()
 
 

@@ -8,12 +8,15 @@ from pathlib import Path
 
 import grpc
 import pytest
+from prometheus_client import REGISTRY, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 import kube_node
 from autoscaler_provider._proto import externalgrpc_pb2 as pb
 from autoscaler_provider._proto import externalgrpc_pb2_grpc as pb_grpc
 from kube_node.controlplane import ControlPlane
-from nodeset_controller.kube import NODECLASSES, NODESETS, KubeClient
+from nodeset_controller import metrics
+from nodeset_controller.kube import NODECLASSES, NODESETS, KubeClient, nodeset_from_json
 from tests.conftest import eventually, nodeset_manifest, simulator_nodeclass
 
 from ._process import KubeNodeProcess, free_port, sample
@@ -102,3 +105,20 @@ def test_metrics_parse_as_prometheus_text_and_move_with_the_work(
     assert sample(after, "kube_node_grpc_requests_total", method="NodeGroupTargetSize", code="NOT_FOUND") == 1
     assert sample(after, "kube_node_grpc_request_duration_seconds_count", method="NodeGroups") == 1
     assert sample(after, "kube_node_cache_objects", resource="nodes") == 3
+
+
+def test_a_nodeset_without_a_status_yet_is_exported_with_zero_replicas() -> None:
+    fresh = nodeset_from_json(nodeset_manifest("fresh", 2))
+    assert fresh.status is None  # as in a standby's cache before the leader's first status write
+    metrics.watch_nodesets(lambda: [fresh])
+    try:
+        exported = {
+            (sample.name, tuple(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(generate_latest(REGISTRY).decode())
+            for sample in family.samples
+        }
+    finally:
+        metrics.watch_nodesets(list)
+    assert exported[("kube_node_nodeset_desired_replicas", (("nodeset", "fresh"),))] == 2
+    assert exported[("kube_node_nodeset_replicas", (("nodeset", "fresh"),))] == 0
+    assert exported[("kube_node_nodeset_ready_replicas", (("nodeset", "fresh"),))] == 0
