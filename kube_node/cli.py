@@ -18,6 +18,9 @@ from . import __version__, _dev, _run
 from ._logging import configure_logging
 from ._run import LABEL_LEADER
 
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+LOG_FORMATS = ["text", "json"]
+
 DESCRIPTION = """\
 kube-node lets a Kubernetes cluster manage its own nodes: NodeClasses describe how machines are made,
 NodeSets keep N nodes of a class, and kube-node's controllers create and destroy the machines.
@@ -33,13 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         default=_env("LOG_LEVEL", "INFO"),
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        choices=LOG_LEVELS,
         help="log verbosity (default INFO; env KUBE_NODE_LOG_LEVEL)",
     )
     parser.add_argument(
         "--log-format",
         default=_env("LOG_FORMAT", "text"),
-        choices=["text", "json"],
+        choices=LOG_FORMATS,
         help="text for people, json for log pipelines (default text; env KUBE_NODE_LOG_FORMAT)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -70,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="YAML file of settings keyed by flag name (env KUBE_NODE_CONFIG)",
     )
     for option, choices, text in (
-        ("--log-level", ["DEBUG", "INFO", "WARNING", "ERROR"], "as the global --log-level"),
-        ("--log-format", ["text", "json"], "as the global --log-format"),
+        ("--log-level", LOG_LEVELS, "as the global --log-level"),
+        ("--log-format", LOG_FORMATS, "as the global --log-format"),
     ):
         run.add_argument(option, default=argparse.SUPPRESS, choices=choices, help=text)
     run.add_argument(

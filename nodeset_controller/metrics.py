@@ -29,6 +29,7 @@ __all__ = [
     "WORKQUEUE_ADDS",
     "WORKQUEUE_QUEUE_DURATION",
     "WORKQUEUE_RETRIES",
+    "observe_reconcile",
     "watch_cache",
     "watch_nodesets",
     "watch_queue",
@@ -79,6 +80,12 @@ GRPC_REQUEST_DURATION = Histogram(
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 LEADER = Gauge("kube_node_leader", "1 while this process holds the leader Lease and acts, else 0.")
+
+
+def observe_reconcile(controller: str, result: str, seconds: float) -> None:
+    """Count one reconcile (or autoscaler round) of ``controller`` and how long it took."""
+    RECONCILES.labels(controller, result).inc()
+    RECONCILE_DURATION.labels(controller).observe(seconds)
 
 
 class _Queue(Protocol):

@@ -152,15 +152,13 @@ class PendingPodAutoscaler:
                 self._wake.clear()
                 if stop.is_set():
                     break
-                started = time.monotonic()
+                started, result = time.monotonic(), "success"
                 try:
                     self.run_once()
                 except Exception:
-                    metrics.RECONCILES.labels(_CONTROLLER, "error").inc()
+                    result = "error"
                     log.exception("pending-pod autoscaler round failed")
-                else:
-                    metrics.RECONCILES.labels(_CONTROLLER, "success").inc()
-                metrics.RECONCILE_DURATION.labels(_CONTROLLER).observe(time.monotonic() - started)
+                metrics.observe_reconcile(_CONTROLLER, result, time.monotonic() - started)
 
         thread = threading.Thread(target=loop, name="pending-pod-autoscaler", daemon=True)
         thread.start()

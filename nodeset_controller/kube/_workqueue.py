@@ -200,8 +200,7 @@ def run_workers(queue: WorkQueue, reconcile: Reconcile, workers: int, stop: thre
                     queue.add_after(key, result.requeue_after)
             finally:
                 queue.done(key)
-                metrics.RECONCILES.labels(queue.name, outcome).inc()
-                metrics.RECONCILE_DURATION.labels(queue.name).observe(time.monotonic() - started)
+                metrics.observe_reconcile(queue.name, outcome, time.monotonic() - started)
 
     threads = [threading.Thread(target=work, name=f"{queue.name}-worker-{i}", daemon=True) for i in range(workers)]
     for thread in threads:
