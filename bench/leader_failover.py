@@ -12,71 +12,22 @@ from __future__ import annotations
 
 import argparse
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from _harness import REPO, control_plane, create_nodes
+from _harness import control_plane, create_nodes
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+from kube_node.controlplane import ControlPlane
+from tests.operations._process import KubeNodeProcess
 
 
-class Replica:
-    """One `kube-node run` with leader election on, its status port on loopback."""
-
-    def __init__(self, kubeconfig: Path, scratch: Path, name: str) -> None:
-        self.name = name
-        self.port = _free_port()
-        self._log: IO[Any] = (scratch / f"{name}.log").open("w")
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kube_node",
-                "--log-level=WARNING",
-                "run",
-                f"--kubeconfig={kubeconfig}",
-                "--grpc-address=",
-                f"--status-address=127.0.0.1:{self.port}",
-                "--leader-election-namespace=default",
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=REPO,
-        )
-
-    def _get(self, path: str) -> tuple[int, str]:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=2) as response:
-                return response.status, response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, ""
-        except OSError:
-            return 0, ""
-
-    def ready(self) -> bool:
-        return self._get("/readyz")[0] == 200
-
-    def leading(self) -> bool:
-        status, body = self._get("/metrics")
-        return status == 200 and "\nkube_node_leader 1.0\n" in body
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-        self._log.close()
+def _replica(plane: ControlPlane, scratch: Path, name: str) -> tuple[KubeNodeProcess, float]:
+    """A `kube-node run` with leader election on (the same process the operations tests run), and when it
+    was started."""
+    started = time.monotonic()
+    flags = ("--log-level=WARNING", "--grpc-address=", "--leader-election-namespace=default")
+    return KubeNodeProcess(plane, scratch, name, *flags), started
 
 
 def _until(check: Any, timeout: float = 120.0, step: float = 0.05) -> float:
@@ -95,11 +46,12 @@ def main() -> int:
 
     with control_plane() as (plane, client, scratch):
         create_nodes(client, [f"n-{i:05d}" for i in range(args.nodes)], {"kube-node.io/nodeclass": "none"}, 16)
-        replicas = [Replica(plane.kubeconfig, scratch, name) for name in ("a", "b")]
+        started = [_replica(plane, scratch, name) for name in ("a", "b")]
+        replicas = [replica for replica, _ in started]
         try:
             for replica in replicas:
                 _until(replica.ready)
-            ready = max(time.monotonic() - r.started for r in replicas)
+            ready = max(time.monotonic() - at for _, at in started)
             print(f"start to /readyz of both (warm, {args.nodes} Nodes cached): at most {ready:.2f} s")
             _until(lambda: any(r.leading() for r in replicas))
             leader = next(r for r in replicas if r.leading())
@@ -110,7 +62,7 @@ def main() -> int:
             _until(standby.leading)
             print(f"leader SIGKILLed -> standby leads: {time.monotonic() - killed:.2f} s (lease 15 s + retry 2 s)")
 
-            third = Replica(plane.kubeconfig, scratch, "c")
+            third, _ = _replica(plane, scratch, "c")
             replicas.append(third)
             _until(third.ready)
             standby.process.send_signal(signal.SIGTERM)

@@ -77,6 +77,15 @@ class KubeNodeProcess:
             for sample in family.samples
         }
 
+    def ready(self) -> bool:
+        """Whether /readyz answers 200."""
+        return self.get("/readyz")[0] == 200
+
+    def leading(self) -> bool:
+        """Whether its metrics say it holds the leader Lease."""
+        status, _ = self.get("/metrics")
+        return status == 200 and sample(self.metrics(), "kube_node_leader") == 1
+
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 

@@ -31,7 +31,7 @@ from nodeset_controller.kube import (
 from nodeset_controller.providers import SimulatorCloud
 from tests.conftest import eventually, nodeset_manifest, simulator_nodeclass
 
-from ._process import KubeNodeProcess, free_port, sample
+from ._process import KubeNodeProcess, free_port
 
 LEASE_DURATION = 4.0
 RENEW_DEADLINE = 3.0
@@ -136,20 +136,15 @@ def pair(control_plane: ControlPlane, kube: KubeClient, tmp_path: Path, lease: s
             process.close()
 
 
-def _leading(process: KubeNodeProcess) -> bool:
-    status, _ = process.get("/metrics")
-    return status == 200 and sample(process.metrics(), "kube_node_leader") == 1
-
-
 def test_a_standby_finishes_a_killed_leaders_scale_up_without_a_double_machine_and_sigterm_releases_the_lease(
     kube: KubeClient, pair: list[KubeNodeProcess], tmp_path: Path, lease: str
 ) -> None:
     for process in pair:
-        eventually(lambda p=process: p.get("/readyz")[0] == 200, timeout=30, what=f"{process.name} ready")
-    leader = eventually(lambda: next((p for p in pair if _leading(p)), None), timeout=10, what="a leader")
+        eventually(process.ready, timeout=30, what=f"{process.name} ready")
+    leader = eventually(lambda: next((p for p in pair if p.leading()), None), timeout=10, what="a leader")
     standby = next(p for p in pair if p is not leader)
     time.sleep(3 * RETRY_PERIOD)
-    assert not _leading(standby), "two leaders"
+    assert not standby.leading(), "two leaders"
     assert "leader election: standby" in standby.get("/readyz")[1]
     assert "leader election: leading" in leader.get("/readyz")[1]
 
@@ -163,7 +158,7 @@ def test_a_standby_finishes_a_killed_leaders_scale_up_without_a_double_machine_a
         leader.kill()
         killed_at = time.monotonic()
 
-        eventually(lambda: _leading(standby), timeout=LEASE_DURATION + 3, what="the standby to take over")
+        eventually(standby.leading, timeout=LEASE_DURATION + 3, what="the standby to take over")
         # The standby saw the last renewal at most a retry before the kill; it waits a lease duration after
         # that, then takes the Lease at its next try (a retry, with jitter), and the test polls /metrics.
         assert time.monotonic() - killed_at <= LEASE_DURATION + 3 * RETRY_PERIOD + 1.5
@@ -192,8 +187,8 @@ def test_every_replica_answers_reads_but_only_the_leaders_provider_accepts_write
     kube: KubeClient, pair: list[KubeNodeProcess]
 ) -> None:
     for process in pair:
-        eventually(lambda p=process: p.get("/readyz")[0] == 200, timeout=30, what=f"{process.name} ready")
-    leader = eventually(lambda: next((p for p in pair if _leading(p)), None), timeout=10, what="a leader")
+        eventually(process.ready, timeout=30, what=f"{process.name} ready")
+    leader = eventually(lambda: next((p for p in pair if p.leading()), None), timeout=10, what="a leader")
     standby = next(p for p in pair if p is not leader)
     kube.create(NODECLASSES, simulator_nodeclass())
     kube.create(NODESETS, nodeset_manifest("ca", 0, autoscaling={"mode": "ClusterAutoscaler", "maxReplicas": 5}))
@@ -260,7 +255,7 @@ def test_a_leader_whose_lease_was_taken_exits_at_once_with_status_1(
         f"--leader-election-retry-period={RETRY_PERIOD}",
     )
     try:
-        eventually(lambda: _leading(process), timeout=30, what="leadership")
+        eventually(process.leading, timeout=30, what="leadership")
         # Another candidate holds the Lease now (as after a partition longer than the lease duration).
         taken = kube.get(LEASES, lease, "kube-system")
         taken["spec"] |= {"holderIdentity": "thief", "renewTime": taken["spec"]["renewTime"]}

@@ -35,7 +35,7 @@ def running(control_plane: ControlPlane, kube: KubeClient, tmp_path: Path) -> It
         f"--leader-election-lease-name=metrics-{uuid.uuid4().hex[:8]}",
     )
     try:
-        eventually(lambda: process.get("/readyz")[0] == 200, timeout=30, what="kube-node ready")
+        eventually(process.ready, timeout=30, what="kube-node ready")
         yield process, grpc_address
     finally:
         process.close()
