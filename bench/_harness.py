@@ -18,7 +18,21 @@ sys.path.insert(0, str(REPO))
 
 from kube_node._provider import make_provider_certificates, write_cloud_config  # noqa: E402
 from kube_node.controlplane import ControlPlane, find_binaries  # noqa: E402
-from nodeset_controller.kube import NODECLASSES, NODES, KubeClient, install_crds  # noqa: E402
+from nodeset_controller.api import (  # noqa: E402
+    ANNOTATION_MACHINE_ID,
+    ANNOTATION_MACHINE_PHASE,
+    FINALIZER_MACHINE,
+    TAINT_STARTUP,
+)
+from nodeset_controller.kube import (  # noqa: E402
+    LEASES,
+    NODECLASSES,
+    NODES,
+    STRATEGIC_MERGE_PATCH,
+    KubeClient,
+    install_crds,
+)
+from nodeset_controller.providers import LEASE_NAMESPACE, node_lease, ready_status  # noqa: E402
 
 
 @contextlib.contextmanager
@@ -46,6 +60,64 @@ def plain_creates(client: KubeClient, count: int, threads: int) -> float:
     with concurrent.futures.ThreadPoolExecutor(threads) as pool:
         list(pool.map(lambda n: client.delete(NODES, n), names))
     print(f"created {count} plain Nodes in {seconds:.2f} s")
+    return seconds
+
+
+def design_floor(
+    client: KubeClient, count: int, threads: int, *, pre_made: bool, processes: dict[str, int] | None = None
+) -> float:
+    """Time for the writes this design cannot do without, issued straight from here (no kube-node, no watch, no
+    cloud) for ``count`` Nodes, ``threads`` at a time, each Node's writes in order:
+
+    - the Node's create, and unless ``pre_made`` (a NodeSet creates its Nodes whole) the patch that adds the
+      finalizer, providerID and startup taint to a Node a user created bare;
+    - the kubelet's Ready status (the simulated kubelet's own body) and its Lease;
+    - the patch that removes the startup taint and records the machine.
+
+    A lower bound for any implementation of the design on this machine: what kube-node adds on top of it is its
+    own cost. With ``processes`` it prints the CPU each used meanwhile: what the API server and etcd spend on
+    these writes bounds the time from below however fast the client. The Nodes and Leases are removed again
+    afterwards (not timed)."""
+    names = [f"floor-{i:05d}" for i in range(count)]
+    startup = {"key": TAINT_STARTUP, "effect": "NoSchedule"}
+
+    def bring_up(name: str) -> None:
+        finish = {"finalizers": [FINALIZER_MACHINE], "annotations": {ANNOTATION_MACHINE_PHASE: "Pending"}}
+        spec = {"providerID": f"kube-node://floor/{name}", "taints": [startup]}
+        if pre_made:
+            node = client.create(
+                NODES, {"metadata": {"name": name, "labels": {"bench": "floor"}, **finish}, "spec": spec}
+            )
+        else:
+            node = client.create(NODES, {"metadata": {"name": name, "labels": {"bench": "floor"}}})
+            version = node["metadata"]["resourceVersion"]
+            client.patch(NODES, name, {"metadata": {"resourceVersion": version, **finish}, "spec": spec})
+        status = ready_status(name, f"sim-{name}", "10.0.0.1", {"cpu": "4", "memory": "16Gi"})
+        node = client.patch(NODES, name, {"status": status}, subresource="status", content_type=STRATEGIC_MERGE_PATCH)
+        client.create(LEASES, node_lease(name, node["metadata"]["uid"]), namespace=LEASE_NAMESPACE)
+        record = {ANNOTATION_MACHINE_ID: f"sim-{name}", ANNOTATION_MACHINE_PHASE: "Running"}
+        version = node["metadata"]["resourceVersion"]
+        client.patch(
+            NODES, name, {"metadata": {"resourceVersion": version, "annotations": record}, "spec": {"taints": None}}
+        )
+
+    def remove(name: str) -> None:
+        client.patch(NODES, name, {"metadata": {"finalizers": None}})
+        client.delete(NODES, name)
+        client.delete(LEASES, name, namespace=LEASE_NAMESPACE)
+
+    cpu_before = cpu_seconds(processes or {})
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(bring_up, names))
+    seconds = time.monotonic() - start
+    cpu_after = cpu_seconds(processes or {})
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        list(pool.map(remove, names))
+    writes = 4 if pre_made else 5
+    print(f"the design's floor ({writes} writes a Node, issued directly): {count} Nodes Ready in {seconds:.2f} s")
+    if processes:
+        print_cpu(cpu_before, cpu_after, seconds)
     return seconds
 
 
@@ -152,6 +224,23 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def cpu_seconds(processes: dict[str, int]) -> dict[str, float]:
+    """CPU time (user + system) each named process has used so far, from /proc/<pid>/stat."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used: dict[str, float] = {}
+    for name, pid in processes.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used[name] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14 and 15)
+    return used
+
+
+def print_cpu(before: dict[str, float], after: dict[str, float], seconds: float) -> None:
+    """CPU each process used between two ``cpu_seconds`` snapshots, and its share of the wall time."""
+    parts = ", ".join(f"{name} {after[name] - before[name]:.1f} s" for name in after)
+    total = sum(after[name] - before[name] for name in after)
+    print(f"CPU in {seconds:.1f} s on {os.cpu_count()} cores: {parts} (total {total:.1f} s)")
 
 
 _WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE")

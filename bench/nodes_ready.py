@@ -10,6 +10,7 @@ memory figure is that process's peak resident set (VmHWM).
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 from typing import Any
@@ -17,10 +18,13 @@ from typing import Any
 from _harness import (
     api_writes,
     control_plane,
+    cpu_seconds,
     create_nodes,
+    design_floor,
     kube_node,
     peak_rss_mib,
     plain_creates,
+    print_cpu,
     print_writes,
     simulator_nodeclass,
 )
@@ -60,10 +64,15 @@ def main() -> int:
 
     with control_plane() as (plane, client, scratch):
         plain_seconds = plain_creates(client, args.nodes, args.threads)
+        floor_seconds = design_floor(
+            client, args.nodes, args.threads, pre_made=False, processes={p.name: p.pid for p in plane.processes}
+        )
         simulator_nodeclass(client)
         with kube_node(plane, scratch) as (process, _):
             managed = [f"managed-{i:05d}" for i in range(args.nodes)]
             writes_before = api_writes(client)
+            processes = {**{p.name: p.pid for p in plane.processes}, "kube-node": process.pid, "bench": os.getpid()}
+            cpu_before = cpu_seconds(processes)
             start = time.monotonic()
             creating = threading.Thread(
                 target=create_nodes, args=(client, managed, {LABEL_NODECLASS: "bench"}, args.threads)
@@ -74,6 +83,7 @@ def main() -> int:
                 return 1
             ready_seconds = time.monotonic() - start
             creating.join()
+            cpu_after = cpu_seconds(processes)
             peak = peak_rss_mib(process.pid)
             writes_after = api_writes(client)
 
@@ -81,8 +91,13 @@ def main() -> int:
         f"{args.nodes} managed Nodes created and Ready (machine, kubelet, startup taint gone) in {ready_seconds:.2f} s"
     )
     print(f"ratio managed-Ready / plain-create: {ready_seconds / plain_seconds:.2f}x (target <= 2x)")
+    print(
+        f"ratio design floor / plain-create: {floor_seconds / plain_seconds:.2f}x; managed-Ready / floor: "
+        f"{ready_seconds / floor_seconds:.2f}x"
+    )
     print(f"kube-node peak memory (VmHWM): {peak:.0f} MiB")
     print_writes(writes_before, writes_after, args.nodes)
+    print_cpu(cpu_before, cpu_after, ready_seconds)
     return 0
 
 

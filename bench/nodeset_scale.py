@@ -14,9 +14,12 @@ import time
 from _harness import (
     api_writes,
     control_plane,
+    cpu_seconds,
+    design_floor,
     kube_node,
     peak_rss_mib,
     plain_creates,
+    print_cpu,
     print_writes,
     simulator_nodeclass,
 )
@@ -48,6 +51,9 @@ def main() -> int:
 
     with control_plane() as (plane, client, scratch):
         plain_seconds = plain_creates(client, args.nodes, args.threads)
+        floor_seconds = design_floor(
+            client, args.nodes, args.threads, pre_made=True, processes={p.name: p.pid for p in plane.processes}
+        )
         simulator_nodeclass(client)
         client.create(
             NODESETS,
@@ -60,9 +66,12 @@ def main() -> int:
         )
         with kube_node(plane, scratch) as (process, _):
             writes_before = api_writes(client)
+            processes = {**{p.name: p.pid for p in plane.processes}, "kube-node": process.pid}
+            cpu_before = cpu_seconds(processes)
             client.patch(NODESETS, "bench", {"spec": {"replicas": args.nodes}}, subresource="scale")
             up = wait_for("scale-up", lambda: ready_replicas(client) >= args.nodes)
             writes_up = api_writes(client)
+            cpu_up = cpu_seconds(processes)
             print(f"NodeSet 0 -> {args.nodes}: readyReplicas = {args.nodes} after {up:.2f} s")
             client.patch(NODESETS, "bench", {"spec": {"replicas": 0}}, subresource="scale")
             database = scratch / "sim" / "machines.db"
@@ -78,9 +87,13 @@ def main() -> int:
             peak = peak_rss_mib(process.pid)
 
     print(f"ratio scale-up / plain-create: {up / plain_seconds:.2f}x (target <= 2x)")
+    floor_ratio = floor_seconds / plain_seconds
+    print(f"ratio design floor / plain-create: {floor_ratio:.2f}x; scale-up / floor: {up / floor_seconds:.2f}x")
     print(f"kube-node peak memory (VmHWM): {peak:.0f} MiB")
     print("scale-up:", end=" ")
     print_writes(writes_before, writes_up, args.nodes)
+    print("scale-up:", end=" ")
+    print_cpu(cpu_before, cpu_up, up)
     return 0
 
 

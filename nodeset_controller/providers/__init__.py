@@ -15,11 +15,12 @@ from ._machine import (
     machine_name,
 )
 from ._registry import ProviderRegistry
-from ._simkubelet import SimulatedKubelets, bound_pods_informer
+from ._simkubelet import LEASE_NAMESPACE, SimulatedKubelets, bound_pods_informer, node_lease, ready_status
 from ._simulator import SimulatorCloud, SimulatorProvider, SimulatorSettings
 from ._userdata import UserDataError, render_user_data
 
 __all__ = [
+    "LEASE_NAMESPACE",
     "TAG_CLUSTER",
     "TAG_NODE",
     "TAG_NODECLASS",
@@ -40,5 +41,7 @@ __all__ = [
     "bound_pods_informer",
     "classify_error",
     "machine_name",
+    "node_lease",
+    "ready_status",
     "render_user_data",
 ]

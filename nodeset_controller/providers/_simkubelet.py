@@ -39,6 +39,78 @@ def bound_pods_informer(client: KubeClient) -> Informer[PodRecord]:
     )
 
 
+def ready_status(node_name: str, machine_id: str, private_ip: str, capacity: dict[str, Any]) -> dict[str, Any]:
+    """The status a kubelet posts for its Node once it is up: Ready, no pressure, capacity (with the NodeClass's
+    values), addresses and nodeInfo."""
+    capacity = {"pods": "110", **{k: str(v) for k, v in capacity.items()}}
+    stamp = now_rfc3339()
+    conditions = [
+        {
+            "type": kind,
+            "status": "False",
+            "reason": reason,
+            "message": f"simulated kubelet: {reason}",
+            "lastHeartbeatTime": stamp,
+            "lastTransitionTime": stamp,
+        }
+        for kind, reason in (
+            ("MemoryPressure", "KubeletHasSufficientMemory"),
+            ("DiskPressure", "KubeletHasNoDiskPressure"),
+            ("PIDPressure", "KubeletHasSufficientPID"),
+        )
+    ]
+    conditions.append(
+        {
+            "type": "Ready",
+            "status": "True",
+            "reason": "KubeletReady",
+            "message": "simulated kubelet is posting ready status",
+            "lastHeartbeatTime": stamp,
+            "lastTransitionTime": stamp,
+        }
+    )
+    status = {
+        "capacity": capacity,
+        "allocatable": capacity,
+        "conditions": conditions,
+        "addresses": [
+            {"type": "InternalIP", "address": private_ip},
+            {"type": "Hostname", "address": node_name},
+        ],
+        "nodeInfo": {
+            "machineID": machine_id,
+            "systemUUID": machine_id,
+            "bootID": machine_id,
+            "kernelVersion": "6.1.0-sim",
+            "osImage": "kube-node simulator",
+            "containerRuntimeVersion": "sim://1.0",
+            "kubeletVersion": KUBELET_VERSION,
+            "kubeProxyVersion": "",
+            "operatingSystem": "linux",
+            "architecture": "amd64",
+        },
+        "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+    }
+    return status
+
+
+def node_lease(node_name: str, node_uid: str | None) -> dict[str, Any]:
+    """A kubelet's heartbeat Lease for its Node, owned by the Node (so it goes when the Node goes)."""
+    body: dict[str, Any] = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": node_name, "namespace": LEASE_NAMESPACE},
+        "spec": _lease_spec(node_name),
+    }
+    if node_uid:
+        body["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid}]
+    return body
+
+
+def _lease_spec(node_name: str) -> dict[str, Any]:
+    return {"holderIdentity": node_name, "leaseDurationSeconds": 40, "renewTime": now_rfc3339(micro=True)}
+
+
 @dataclass
 class _Kubelet:
     machine: SimulatedMachine
@@ -158,62 +230,14 @@ class SimulatedKubelets:
                 uid = None
         if uid is None or (machine.spec.get("nodeUID") and uid != machine.spec["nodeUID"]):
             return False
-        capacity = {"pods": "110", **{k: str(v) for k, v in (machine.spec.get("capacity") or {}).items()}}
-        stamp = now_rfc3339()
-        conditions = [
-            {
-                "type": kind,
-                "status": "False",
-                "reason": reason,
-                "message": f"simulated kubelet: {reason}",
-                "lastHeartbeatTime": stamp,
-                "lastTransitionTime": stamp,
-            }
-            for kind, reason in (
-                ("MemoryPressure", "KubeletHasSufficientMemory"),
-                ("DiskPressure", "KubeletHasNoDiskPressure"),
-                ("PIDPressure", "KubeletHasSufficientPID"),
-            )
-        ]
-        conditions.append(
-            {
-                "type": "Ready",
-                "status": "True",
-                "reason": "KubeletReady",
-                "message": "simulated kubelet is posting ready status",
-                "lastHeartbeatTime": stamp,
-                "lastTransitionTime": stamp,
-            }
-        )
-        status = {
-            "capacity": capacity,
-            "allocatable": capacity,
-            "conditions": conditions,
-            "addresses": [
-                {"type": "InternalIP", "address": machine.private_ip},
-                {"type": "Hostname", "address": machine.node_name},
-            ],
-            "nodeInfo": {
-                "machineID": machine.id,
-                "systemUUID": machine.id,
-                "bootID": machine.id,
-                "kernelVersion": "6.1.0-sim",
-                "osImage": "kube-node simulator",
-                "containerRuntimeVersion": "sim://1.0",
-                "kubeletVersion": KUBELET_VERSION,
-                "kubeProxyVersion": "",
-                "operatingSystem": "linux",
-                "architecture": "amd64",
-            },
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
-        }
+        status = ready_status(machine.node_name, machine.id, machine.private_ip, machine.spec.get("capacity") or {})
         self._client.patch(
             NODES, machine.node_name, {"status": status}, subresource="status", content_type=STRATEGIC_MERGE_PATCH
         )
         return True
 
     def _renew_lease(self, machine: SimulatedMachine, *, exists: bool) -> None:
-        spec = {"holderIdentity": machine.node_name, "leaseDurationSeconds": 40, "renewTime": now_rfc3339(micro=True)}
+        spec = _lease_spec(machine.node_name)
         if exists:  # renew; a Lease that vanished is created again below
             try:
                 self._client.patch(LEASES, machine.node_name, {"spec": spec}, namespace=LEASE_NAMESPACE)
@@ -221,19 +245,10 @@ class SimulatedKubelets:
             except ApiError as error:
                 if not error.not_found:
                     raise
-        body: dict[str, Any] = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": machine.node_name, "namespace": LEASE_NAMESPACE},
-            "spec": spec,
-        }
-        node_uid = machine.spec.get("nodeUID")
-        if node_uid:  # like the kubelet: the Lease goes when its Node goes
-            body["metadata"]["ownerReferences"] = [
-                {"apiVersion": "v1", "kind": "Node", "name": machine.node_name, "uid": node_uid}
-            ]
         try:
-            self._client.create(LEASES, body, namespace=LEASE_NAMESPACE)
+            self._client.create(
+                LEASES, node_lease(machine.node_name, machine.spec.get("nodeUID")), namespace=LEASE_NAMESPACE
+            )
         except ApiError as create_error:
             if not create_error.already_exists:
                 raise
