@@ -174,6 +174,7 @@ class Manager:
         finished = not any(thread.is_alive() for thread in self._threads)
         if not finished:
             log.warning("stopping with reconciles still in flight after %.0f s; they are safe to repeat", grace)
+        self.node_controller.record_pending()
         if self.kubelets is not None:
             self.kubelets.stop()
         return finished

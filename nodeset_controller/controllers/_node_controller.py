@@ -92,6 +92,9 @@ class NodeControllerSettings:
     resync: float = 300.0  #: how often a settled Node is checked again
     orphan_grace: float = 600.0  #: a machine with no Node is destroyed once it is this old
     sweep_interval: float = 30.0  #: how often each NodeClass's machines are listed (failures, orphans)
+    #: how long a machine that is already running when created may wait to be recorded on its Node in the same
+    #: write that removes the startup taint, before it is recorded on its own (seconds)
+    record_grace: float = 10.0
 
 
 class NodeController:
@@ -117,6 +120,9 @@ class NodeController:
         nodes.add_handler(self._on_node)
         nodeclasses.add_handler(self._on_nodeclass)
         self.orphans_destroyed = 0
+        # Machines created running and not yet written on their Node, by Node uid, with when to stop waiting
+        # for the kubelet. Losing this (a restart) costs nothing: the idempotent create finds the machine again.
+        self._unrecorded: dict[str, _Unrecorded] = {}
 
     # -- wiring ------------------------------------------------------------------------------------------
 
@@ -124,6 +130,8 @@ class NodeController:
         node = new or old
         if node is not None:
             self.queue.add(node.name)
+        if new is None and old is not None:
+            self._unrecorded.pop(old.uid, None)
 
     def _on_nodeclass(self, old: NodeClass | None, new: NodeClass | None) -> None:
         nodeclass = new or old
@@ -154,6 +162,7 @@ class NodeController:
         if node is None or LABEL_NODECLASS not in node.labels:
             return None
         if node.deleting:
+            self._unrecorded.pop(node.uid, None)
             return self._finalize(node) if FINALIZER_MACHINE in node.finalizers else None
         if FINALIZER_MACHINE not in node.finalizers or not node.provider_id:
             self._initialize(node)
@@ -165,7 +174,10 @@ class NodeController:
             )
             return None  # the NodeClass's appearance brings the Node back
         if ANNOTATION_MACHINE_ID not in node.annotations:
-            return self._create_machine(node, nodeclass)
+            unrecorded = self._unrecorded.get(node.uid)
+            if unrecorded is None:
+                return self._create_machine(node, nodeclass)
+            return self._follow_machine(node, nodeclass, unrecorded=unrecorded)
         return self._follow_machine(node, nodeclass)
 
     def _initialize(self, node: NodeRecord) -> None:
@@ -206,6 +218,14 @@ class NodeController:
         if os.environ.get(FAILPOINT_ENV) == "kill":
             log.warning("failpoint %s: killing this process before recording machine %s", FAILPOINT_ENV, machine.name)
             os.kill(os.getpid(), signal.SIGKILL)
+        created = f"created machine {machine.name} ({machine.id}) from NodeClass {nodeclass.metadata.name}"
+        if machine.state is MachineState.RUNNING and node.ready is not True and not _has_error(node):
+            # Up already (a fast cloud, or the simulator without boot delay): its kubelet is about to report
+            # Ready, and the write that then removes the startup taint records the machine too, one write
+            # fewer per Node. If the kubelet is slow, the machine is recorded on its own after the grace.
+            self._unrecorded[node.uid] = _Unrecorded(node.name, machine, time.monotonic() + self.settings.record_grace)
+            self._event(node, "Normal", "MachineCreated", created)
+            return Result(requeue_after=self.settings.record_grace)
         phase = _phase_of(machine)
         # Only our own annotations change, so a concurrent writer (the node lifecycle controller's taints, a
         # kubelet's status) loses nothing: the write is bound to this Node's uid, not its resourceVersion.
@@ -218,22 +238,19 @@ class NodeController:
                     "annotations": {
                         ANNOTATION_MACHINE_ID: machine.id,
                         ANNOTATION_MACHINE_PHASE: phase,
-                        ANNOTATION_MACHINE_ERROR: None,
-                        ANNOTATION_MACHINE_ERROR_CLASS: None,
-                        ANNOTATION_MACHINE_ERROR_CODE: None,
+                        **dict.fromkeys(_ERROR_ANNOTATIONS),
                     },
                 }
             },
         )
-        self._event(
-            node,
-            "Normal",
-            "MachineCreated",
-            f"created machine {machine.name} ({machine.id}) from NodeClass {nodeclass.metadata.name}",
-        )
+        self._event(node, "Normal", "MachineCreated", created)
         return Result(requeue_after=self.settings.boot_poll)
 
-    def _follow_machine(self, node: NodeRecord, nodeclass: NodeClass) -> Result | None:
+    def _follow_machine(
+        self, node: NodeRecord, nodeclass: NodeClass, *, unrecorded: _Unrecorded | None = None
+    ) -> Result | None:
+        """Bring the Node's record of its machine, and its startup taint, in line with the machine and the
+        kubelet; with ``unrecorded`` (a machine created running, and its deadline) also record the machine."""
         name = machine_name(node.name, node.uid)
         try:
             machine = self._providers.provider_for(nodeclass).get(name)
@@ -248,11 +265,17 @@ class NodeController:
         else:
             phase, error_text = _phase_of(machine), machine.error
         annotations: dict[str, str | None] = {}
+        if unrecorded is not None:
+            wait = unrecorded.deadline - time.monotonic()
+            if phase == Phase.RUNNING and node.ready is not True and wait > 0:
+                return Result(requeue_after=wait)  # the kubelet's Ready brings the Node back sooner
+            annotations[ANNOTATION_MACHINE_ID] = unrecorded.machine.id
+            annotations.update(dict.fromkeys(_ERROR_ANNOTATIONS))
         if node.annotations.get(ANNOTATION_MACHINE_PHASE) != phase:
             annotations[ANNOTATION_MACHINE_PHASE] = phase
             if phase == Phase.FAILED:
                 self._event(node, "Warning", "MachineFailed", error_text or f"machine {name} failed")
-            elif phase == Phase.RUNNING:
+            elif phase == Phase.RUNNING and unrecorded is None:  # MachineCreated said so for one created running
                 self._event(node, "Normal", "MachineRunning", f"machine {name} is running")
         if phase == Phase.FAILED and node.annotations.get(ANNOTATION_MACHINE_ERROR) != error_text:
             annotations[ANNOTATION_MACHINE_ERROR] = error_text
@@ -266,6 +289,8 @@ class NodeController:
             self._event(node, "Normal", "NodeReady", "kubelet reports Ready; removed the startup taint")
         if len(patch) > 1 or annotations:
             self._patch(node, patch)
+        if unrecorded is not None:
+            self._unrecorded.pop(node.uid, None)
         if phase == Phase.RUNNING and node.ready is True:
             return Result(requeue_after=self.settings.resync)
         if phase == Phase.FAILED:
@@ -315,6 +340,24 @@ class NodeController:
             current = self._client.get(NODES, node.name)
             finalizers = current["metadata"].get("finalizers") or []
             version = current["metadata"]["resourceVersion"]
+
+    def record_pending(self) -> int:
+        """Write down every machine still waiting to be recorded with its startup taint's removal (when
+        stopping, so a clean shutdown leaves every machine it made on its Node). Returns how many it wrote;
+        one that fails is found again by the next leader's idempotent create."""
+        written = 0
+        for uid, pending in list(self._unrecorded.items()):
+            machine = pending.machine
+            record = {ANNOTATION_MACHINE_ID: machine.id, ANNOTATION_MACHINE_PHASE: _phase_of(machine)}
+            patch = {"metadata": {"uid": uid, "annotations": {**record, **dict.fromkeys(_ERROR_ANNOTATIONS)}}}
+            try:
+                self._client.patch(NODES, pending.node, patch)
+                written += 1
+            except ApiError as error:
+                if not error.not_found and not error.conflict:  # a Conflict: that Node is gone, another has its name
+                    log.warning("recording machine %s on Node %s: %s", machine.name, pending.node, error)
+            self._unrecorded.pop(uid, None)
+        return written
 
     # -- helpers -----------------------------------------------------------------------------------------
 
@@ -452,6 +495,24 @@ class NodeController:
     def _owned(self, machine: Machine) -> bool:
         node = self._nodes.get(machine.node_name or "")
         return node is not None and machine_name(node.name, node.uid) == machine.name
+
+
+@dataclass(frozen=True)
+class _Unrecorded:
+    """A machine created running, not yet written on its Node: recorded with the startup taint's removal, or
+    on its own at ``deadline`` (a monotonic time)."""
+
+    node: str
+    machine: Machine
+    deadline: float
+
+
+_ERROR_ANNOTATIONS = (ANNOTATION_MACHINE_ERROR, ANNOTATION_MACHINE_ERROR_CLASS, ANNOTATION_MACHINE_ERROR_CODE)
+
+
+def _has_error(node: NodeRecord) -> bool:
+    """Whether the Node records a machine error (which only a write clears)."""
+    return any(key in node.annotations for key in _ERROR_ANNOTATIONS)
 
 
 def _code_for(reason: str) -> str:

@@ -104,6 +104,71 @@ def test_a_node_naming_a_class_gets_a_machine_becomes_ready_and_loses_the_machin
     assert manager.simulator.machines() == []
 
 
+def node_versions(kube: KubeClient, name: str, since: str, until: Any, timeout: float = 60) -> list[dict[str, Any]]:
+    """Every version of the Node the watch shows after resourceVersion ``since``, up to the first for which
+    ``until`` holds."""
+    versions: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for event in kube.watch(
+            NODES, resource_version=since, fieldSelector=f"metadata.name={name}", timeout_seconds=5
+        ):
+            if event["type"] == "BOOKMARK":
+                continue
+            node = event["object"]
+            since = node["metadata"]["resourceVersion"]
+            versions.append(node)
+            if until(node):
+                return versions
+    raise AssertionError(f"Node {name} never reached the state waited for; saw {len(versions)} versions")
+
+
+def test_a_machine_created_running_is_recorded_in_the_write_that_removes_the_startup_taint(
+    kube: KubeClient, manager: Manager
+) -> None:
+    kube.create(NODECLASSES, simulator_nodeclass())  # no boot delay: the machine runs as soon as it is created
+    since = kube.create(NODES, managed_node("quick"))["metadata"]["resourceVersion"]
+
+    versions = node_versions(
+        kube,
+        "quick",
+        since,
+        lambda n: is_ready(n) and not has_startup_taint(n) and ANNOTATION_MACHINE_ID in annotations_of(n),
+    )
+
+    recorded = [n for n in versions if ANNOTATION_MACHINE_ID in annotations_of(n)]
+    assert len(recorded) == 1, "the machine was recorded before the startup taint went"
+    assert not has_startup_taint(recorded[0])
+    assert annotations_of(recorded[0])[ANNOTATION_MACHINE_PHASE] == "Running"
+    assert manager.simulator is not None
+    assert annotations_of(recorded[0])[ANNOTATION_MACHINE_ID] == manager.simulator.machines()[0].id
+    assert [e["reason"] for e in events_for(kube, "quick", "MachineCreated")] == ["MachineCreated"]
+
+
+def test_a_machine_created_running_whose_kubelet_stays_silent_is_recorded_after_the_grace(
+    kube: KubeClient, manager: Manager
+) -> None:
+    manager.node_controller.settings = dataclasses.replace(manager.node_controller.settings, record_grace=1.0)
+    assert manager.kubelets is not None
+    manager.kubelets.stop()  # the machine runs, but nothing on it reports to the API server
+    kube.create(NODECLASSES, simulator_nodeclass())
+    kube.create(NODES, managed_node("silent"))
+
+    node = eventually(
+        lambda: node_when(kube, "silent", lambda n: ANNOTATION_MACHINE_ID in annotations_of(n)),
+        what="the machine recorded without the kubelet",
+    )
+    assert manager.simulator is not None
+    assert annotations_of(node)[ANNOTATION_MACHINE_ID] == manager.simulator.machines()[0].id
+    assert annotations_of(node)[ANNOTATION_MACHINE_PHASE] == "Running"
+    assert not is_ready(node)
+    assert has_startup_taint(node), "the startup taint must stay until the kubelet reports Ready"
+
+
+def annotations_of(node: dict[str, Any]) -> dict[str, str]:
+    return node["metadata"].get("annotations") or {}
+
+
 def test_a_crash_between_create_and_record_never_makes_a_second_machine(
     control_plane: ControlPlane, kube: KubeClient, tmp_path: Path
 ) -> None:
@@ -139,8 +204,12 @@ def test_a_crash_between_create_and_record_never_makes_a_second_machine(
 
     restarted = subprocess.Popen(args, stdout=log, stderr=log)
     try:
-        node = eventually(lambda: node_when(kube, "crashy", is_ready), timeout=60)
-        assert node["metadata"]["annotations"][ANNOTATION_MACHINE_ID] == first_id
+        node = eventually(
+            lambda: node_when(kube, "crashy", lambda n: is_ready(n) and not has_startup_taint(n)),
+            timeout=60,
+            what="the Node Ready, its startup taint removed and its machine recorded in the same write",
+        )
+        assert annotations_of(node)[ANNOTATION_MACHINE_ID] == first_id
         cloud = SimulatorCloud(simulator_dir)
         assert [m.id for m in cloud.machines()] == [first_id]
         cloud.close()
