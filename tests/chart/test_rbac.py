@@ -110,11 +110,15 @@ def test_kube_node_scales_up_and_down_with_only_the_charts_service_account(
             what="3 ready Nodes",
         )
         kubectl.run("scale", "nodeset", "pool", "--replicas=0")
-        eventually(
-            lambda: not kube.list(NODES, labelSelector="kube-node.io/nodeset=pool")["items"],
-            timeout=60,
-            what="the Nodes to go",
-        )
+        try:
+            eventually(
+                lambda: not kube.list(NODES, labelSelector="kube-node.io/nodeset=pool")["items"],
+                timeout=60,
+                what="the Nodes to go",
+            )
+        except AssertionError:
+            left = kube.list(NODES, labelSelector="kube-node.io/nodeset=pool")["items"]
+            raise AssertionError(f"Nodes left: {left}\nkube-node's log:\n{process.log()[-6000:]}") from None
         assert process.terminate() == 0
         assert "kube-node.io/leader" not in (kube.get(PODS, "kube-node-0", namespace)["metadata"].get("labels") or {})
     finally:
