@@ -113,6 +113,37 @@ def test_rbac_has_no_wildcards_and_reads_secrets_only_in_the_credentials_namespa
                 assert rule["verbs"] == ["get"]
 
 
+def test_by_default_kube_node_prefers_nodes_it_does_not_manage_and_a_given_affinity_replaces_that(
+    helm: Helm,
+) -> None:
+    def affinity(*values: str) -> Any:
+        deployment = next(o for o in helm.template(*values) if o["kind"] == "Deployment")
+        return deployment["spec"]["template"]["spec"]["affinity"]
+
+    preferred = affinity()["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    assert preferred == [
+        {
+            "weight": 100,
+            "preference": {"matchExpressions": [{"key": "kube-node.io/nodeclass", "operator": "DoesNotExist"}]},
+        }
+    ]
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in affinity()["nodeAffinity"]
+    zone = "topology.kubernetes.io/zone"
+    given = affinity(
+        "--set",
+        f"affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key={zone}",
+        "--set",
+        "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
+    )
+    assert given == {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [{"key": zone, "operator": "Exists"}]}]
+            }
+        }
+    }
+
+
 @pytest.mark.parametrize(
     "values",
     [VALUE_SETS["defaults"], VALUE_SETS["simulator and credentials namespaces"]],

@@ -38,6 +38,10 @@ def installed(helm: Helm, kube: KubeClient, kubectl: Kubectl, tmp_path: Path) ->
         "simulator.enabled=true",
         "--set",
         f"credentialsNamespaces={{{credentials}}}",
+        # Its own pods must not land on a test's Nodes: when an earlier test of the session has started the
+        # scheduler and controller-manager they would, and its PodDisruptionBudget would then hold the drain.
+        "--set",
+        r"nodeSelector.kube-node\.io/test=never-scheduled",
     )
     try:
         yield namespace, f"{name}-kube-node", credentials
