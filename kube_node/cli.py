@@ -19,6 +19,8 @@ from ._logging import configure_logging
 from ._run import LABEL_LEADER
 
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+#: The flags' defaults come from the options' own, so each is written down once.
+_DEFAULT = _run.RunOptions()
 LOG_FORMATS = ["text", "json"]
 
 DESCRIPTION = """\
@@ -85,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--context", default=_env_optional("CONTEXT"), help="kubeconfig context to use")
     run.add_argument(
         "--cluster-name",
-        default=_env("CLUSTER_NAME", "kube-node"),
-        help="tag on every machine this kube-node makes, so it recognises its own (default kube-node)",
+        default=_env("CLUSTER_NAME", _DEFAULT.cluster),
+        help=f"tag on every machine this kube-node makes, so it recognises its own (default {_DEFAULT.cluster})",
     )
     run.add_argument(
         "--simulator-dir",
@@ -97,27 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers",
         type=int,
-        default=int(_env("WORKERS", "16")),
-        help="concurrent Node reconciles, and so concurrent cloud calls (default 16)",
+        default=int(_env("WORKERS", str(_DEFAULT.workers))),
+        help=f"concurrent Node reconciles, and so concurrent cloud calls (default {_DEFAULT.workers})",
     )
     run.add_argument(
         "--orphan-grace-period",
         type=float,
-        default=float(_env("ORPHAN_GRACE_PERIOD", "600")),
-        help="seconds before a machine with no Node is destroyed (default 600)",
+        default=float(_env("ORPHAN_GRACE_PERIOD", f"{_DEFAULT.orphan_grace:g}")),
+        help=f"seconds before a machine with no Node is destroyed (default {_DEFAULT.orphan_grace:g})",
     )
     run.add_argument(
         "--sweep-interval",
         type=float,
-        default=float(_env("SWEEP_INTERVAL", "30")),
+        default=float(_env("SWEEP_INTERVAL", f"{_DEFAULT.sweep_interval:g}")),
         help="seconds between listings of each NodeClass's machines, which notice failed machines and orphans "
-        "(default 30)",
+        f"(default {_DEFAULT.sweep_interval:g})",
     )
     run.add_argument(
         "--grpc-address",
-        default=_env("GRPC_ADDRESS", "127.0.0.1:8086"),
+        default=_env("GRPC_ADDRESS", _DEFAULT.grpc_address),
         help="where the cluster-autoscaler externalgrpc provider listens (host:port; empty disables it; "
-        "default 127.0.0.1:8086)",
+        f"default {_DEFAULT.grpc_address})",
     )
     run.add_argument(
         "--grpc-cert",
@@ -141,14 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--autoscaler-unneeded-time",
         type=float,
-        default=float(_env("AUTOSCALER_UNNEEDED_TIME", "600")),
-        help="pending-pod autoscaler: seconds a Node must be empty before it is removed (default 600)",
+        default=float(_env("AUTOSCALER_UNNEEDED_TIME", f"{_DEFAULT.autoscaler.unneeded_time:g}")),
+        help="pending-pod autoscaler: seconds a Node must be empty before it is removed "
+        f"(default {_DEFAULT.autoscaler.unneeded_time:g})",
     )
     run.add_argument(
         "--autoscaler-batch-window",
         type=float,
-        default=float(_env("AUTOSCALER_BATCH_WINDOW", "0.1")),
-        help="pending-pod autoscaler: seconds to gather a burst of pending pods (default 0.1)",
+        default=float(_env("AUTOSCALER_BATCH_WINDOW", f"{_DEFAULT.autoscaler.batch_window:g}")),
+        help="pending-pod autoscaler: seconds to gather a burst of pending pods "
+        f"(default {_DEFAULT.autoscaler.batch_window:g})",
     )
     run.add_argument(
         "--autoscaler-max-total-nodes",
@@ -158,16 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--autoscaler-expander",
-        default=_env("AUTOSCALER_EXPANDER", "least-waste"),
+        default=_env("AUTOSCALER_EXPANDER", _DEFAULT.autoscaler.expander),
         choices=["least-waste", "priority", "price"],
-        help="pending-pod autoscaler: how to choose among NodeSets that fit (default least-waste)",
+        help=f"pending-pod autoscaler: how to choose among NodeSets that fit (default {_DEFAULT.autoscaler.expander})",
     )
     run.add_argument(
         "--autoscaler-utilization-threshold",
         type=float,
-        default=float(_env("AUTOSCALER_UTILIZATION_THRESHOLD", "0.5")),
+        default=float(_env("AUTOSCALER_UTILIZATION_THRESHOLD", f"{_DEFAULT.autoscaler.utilization_threshold:g}")),
         help="pending-pod autoscaler: a Node using less CPU and memory than this share may be consolidated "
-        "(default 0.5)",
+        f"(default {_DEFAULT.autoscaler.utilization_threshold:g})",
     )
     run.add_argument(
         "--install-crds",
@@ -177,19 +181,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--status-address",
-        default=_env("STATUS_ADDRESS", ":8080"),
-        help="where /metrics (Prometheus), /healthz and /readyz are served (host:port; empty disables; default :8080)",
+        default=_env("STATUS_ADDRESS", _DEFAULT.status_address),
+        help="where /metrics (Prometheus), /healthz and /readyz are served (host:port; empty disables; "
+        f"default {_DEFAULT.status_address})",
     )
     run.add_argument(
         "--shutdown-grace-period",
         type=float,
-        default=float(_env("SHUTDOWN_GRACE_PERIOD", "10")),
-        help="on SIGTERM, seconds to let reconciles in flight finish before the Lease is released (default 10)",
+        default=float(_env("SHUTDOWN_GRACE_PERIOD", f"{_DEFAULT.shutdown_grace:g}")),
+        help="on SIGTERM, seconds to let reconciles in flight finish before the Lease is released "
+        f"(default {_DEFAULT.shutdown_grace:g})",
     )
     run.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
-        default=_env_bool("LEADER_ELECT", True),
+        default=_env_bool("LEADER_ELECT", _DEFAULT.leader_election.enabled),
         help="elect a leader on a Lease so that replicas > 1 are safe (default on)",
     )
     run.add_argument(
@@ -199,19 +205,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--leader-election-lease-name",
-        default=_env("LEADER_ELECTION_LEASE_NAME", "kube-node"),
-        help="name of the Lease (default kube-node)",
+        default=_env("LEADER_ELECTION_LEASE_NAME", _DEFAULT.leader_election.name),
+        help=f"name of the Lease (default {_DEFAULT.leader_election.name})",
     )
-    for flag, default, text in (
-        ("lease-duration", "15", "how long a standby waits after the leader's last renewal before taking over"),
-        ("renew-deadline", "10", "how long the leader tries to renew before it stops acting and exits"),
-        ("retry-period", "2", "how often candidates try to acquire, and the leader renews"),
+    election = _DEFAULT.leader_election
+    for flag, seconds, text in (
+        (
+            "lease-duration",
+            election.lease_duration,
+            "how long a standby waits after the leader's last renewal before taking over",
+        ),
+        (
+            "renew-deadline",
+            election.renew_deadline,
+            "how long the leader tries to renew before it stops acting and exits",
+        ),
+        ("retry-period", election.retry_period, "how often candidates try to acquire, and the leader renews"),
     ):
         run.add_argument(
             f"--leader-election-{flag}",
             type=float,
-            default=float(_env(f"LEADER_ELECTION_{flag.upper().replace('-', '_')}", default)),
-            help=f"seconds: {text} (default {default})",
+            default=float(_env(f"LEADER_ELECTION_{flag.upper().replace('-', '_')}", f"{seconds:g}")),
+            help=f"seconds: {text} (default {seconds:g})",
         )
     run.add_argument(
         "--pod-name",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from kube_node._run import RunOptions
 from kube_node.cli import parse, run_options
 
 
@@ -84,3 +86,10 @@ def test_a_bad_config_file_is_a_usage_error_that_names_the_setting(
 def test_run_without_tls_material_or_insecure_is_refused_with_the_way_out() -> None:
     with pytest.raises(SystemExit, match="--grpc-insecure"):
         run_options(parse(["run"]))
+
+
+def test_a_bare_run_uses_the_options_own_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [n for n in os.environ if n.startswith("KUBE_NODE_")]:
+        monkeypatch.delenv(name)
+    # --grpc-insecure only because a bare run is refused without TLS material (above).
+    assert run_options(parse(["run", "--grpc-insecure"])) == RunOptions()
