@@ -160,6 +160,8 @@ class NodeController:
         """Bring one Node's machine in line with the Node."""
         node = self._nodes.get(name)
         if node is None or LABEL_NODECLASS not in node.labels:
+            if node is not None:
+                self._unrecorded.pop(node.uid, None)
             return None
         if node.deleting:
             self._unrecorded.pop(node.uid, None)
