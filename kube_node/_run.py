@@ -166,7 +166,7 @@ def _shut_down(
     if lost:
         # Another replica may lead soon: go now rather than wait for anything (what was in flight is
         # idempotent, and the Events still queued are only a record).
-        manager.stop_acting(grace=0.0)
+        manager.stop_acting(grace=0.0, leading=False)
         pod.set_leader(False)
         return
     manager.stop_acting(grace=grace)

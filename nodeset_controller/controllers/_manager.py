@@ -162,10 +162,12 @@ class Manager:
         self.close()
         return finished
 
-    def stop_acting(self, grace: float = 0.0) -> bool:
+    def stop_acting(self, grace: float = 0.0, *, leading: bool = True) -> bool:
         """Stop taking work and give reconciles in flight up to ``grace`` seconds to finish (their cloud calls
-        are idempotent, so one cut short is safe to repeat). Returns whether everything in flight finished;
-        after it, nothing this process does changes the cluster but the Events still queued."""
+        are idempotent, so one cut short is safe to repeat). If they all finished and this process still
+        ``leading``, write down the machines still waiting to be recorded. Returns whether everything in
+        flight finished; after it, nothing this process does changes the cluster but the Events still
+        queued."""
         self.stop_event.set()
         self.autoscaler.wake()
         deadline = time.monotonic() + grace
@@ -174,7 +176,8 @@ class Manager:
         finished = not any(thread.is_alive() for thread in self._threads)
         if not finished:
             log.warning("stopping with reconciles still in flight after %.0f s; they are safe to repeat", grace)
-        self.node_controller.record_pending()
+        elif leading:
+            self.node_controller.record_pending()
         if self.kubelets is not None:
             self.kubelets.stop()
         return finished

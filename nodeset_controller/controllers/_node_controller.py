@@ -76,7 +76,9 @@ FAILPOINT_ENV = "KUBE_NODE_FAILPOINT_AFTER_MACHINE_CREATE"
 class Phase:
     """Values of the ``kube-node.io/machine-phase`` annotation."""
 
-    PENDING = "Pending"  #: no machine yet (waiting for the NodeClass, or retrying a failed create)
+    #: no machine recorded yet: waiting for the NodeClass, retrying a failed create, or (for up to the record
+    #: grace) a machine created running whose record waits for the write that removes the startup taint
+    PENDING = "Pending"
     CREATING = "Creating"  #: the machine exists and is booting
     RUNNING = "Running"  #: the machine runs
     FAILED = "Failed"  #: the machine failed or vanished; it will not come back by itself
@@ -130,8 +132,6 @@ class NodeController:
         node = new or old
         if node is not None:
             self.queue.add(node.name)
-        if new is None and old is not None:
-            self._unrecorded.pop(old.uid, None)
 
     def _on_nodeclass(self, old: NodeClass | None, new: NodeClass | None) -> None:
         nodeclass = new or old
@@ -160,11 +160,13 @@ class NodeController:
         """Bring one Node's machine in line with the Node."""
         node = self._nodes.get(name)
         if node is None or LABEL_NODECLASS not in node.labels:
-            if node is not None:
-                self._unrecorded.pop(node.uid, None)
+            self._forget_unrecorded(name)  # deleted, or no longer ours (the cache holds only labelled Nodes)
             return None
-        if node.deleting:
+        if node.deleting or ANNOTATION_MACHINE_ID in node.annotations:
+            # Only once the cache shows the record: a reconcile on a version from before it must still know
+            # the machine (its write then fails on the resourceVersion) rather than create and record again.
             self._unrecorded.pop(node.uid, None)
+        if node.deleting:
             return self._finalize(node) if FINALIZER_MACHINE in node.finalizers else None
         if FINALIZER_MACHINE not in node.finalizers or not node.provider_id:
             self._initialize(node)
@@ -291,8 +293,6 @@ class NodeController:
             self._event(node, "Normal", "NodeReady", "kubelet reports Ready; removed the startup taint")
         if len(patch) > 1 or annotations:
             self._patch(node, patch)
-        if unrecorded is not None:
-            self._unrecorded.pop(node.uid, None)
         if phase == Phase.RUNNING and node.ready is True:
             return Result(requeue_after=self.settings.resync)
         if phase == Phase.FAILED:
@@ -344,22 +344,37 @@ class NodeController:
             version = current["metadata"]["resourceVersion"]
 
     def record_pending(self) -> int:
-        """Write down every machine still waiting to be recorded with its startup taint's removal (when
-        stopping, so a clean shutdown leaves every machine it made on its Node). Returns how many it wrote;
-        one that fails is found again by the next leader's idempotent create."""
+        """Write down every machine still waiting to be recorded with its startup taint's removal. For a clean
+        shutdown, once no reconcile runs any more, so that it leaves every machine it made on its Node; one it
+        misses is found again by the next leader's idempotent create. Returns how many it wrote."""
         written = 0
         for uid, pending in list(self._unrecorded.items()):
+            self._unrecorded.pop(uid, None)
+            node = self._nodes.get(pending.node)
+            if node is None or node.uid != uid or node.deleting or ANNOTATION_MACHINE_ID in node.annotations:
+                continue
             machine = pending.machine
-            record = {ANNOTATION_MACHINE_ID: machine.id, ANNOTATION_MACHINE_PHASE: _phase_of(machine)}
-            patch = {"metadata": {"uid": uid, "annotations": {**record, **dict.fromkeys(_ERROR_ANNOTATIONS)}}}
+            patch = {
+                "metadata": {
+                    "resourceVersion": node.resource_version,  # nothing written since is overwritten
+                    "annotations": {
+                        ANNOTATION_MACHINE_ID: machine.id,
+                        ANNOTATION_MACHINE_PHASE: _phase_of(machine),
+                        **dict.fromkeys(_ERROR_ANNOTATIONS),
+                    },
+                }
+            }
             try:
                 self._client.patch(NODES, pending.node, patch)
                 written += 1
             except ApiError as error:
-                if not error.not_found and not error.conflict:  # a Conflict: that Node is gone, another has its name
-                    log.warning("recording machine %s on Node %s: %s", machine.name, pending.node, error)
-            self._unrecorded.pop(uid, None)
+                log.warning("recording machine %s on Node %s at shutdown: %s", machine.name, pending.node, error)
         return written
+
+    def _forget_unrecorded(self, name: str) -> None:
+        for uid, pending in list(self._unrecorded.items()):
+            if pending.node == name:
+                self._unrecorded.pop(uid, None)
 
     # -- helpers -----------------------------------------------------------------------------------------
 
@@ -415,6 +430,11 @@ class NodeController:
             ANNOTATION_MACHINE_ERROR_CLASS: str(error_class or ErrorClass.INVALID_CONFIGURATION),
             ANNOTATION_MACHINE_ERROR_CODE: code or _code_for(reason),
         }
+        pending = self._unrecorded.get(node.uid)
+        if pending is not None and ANNOTATION_MACHINE_ID not in node.annotations:
+            # An error beside no machine id reads as a failed create (to the cluster-autoscaler too): a machine
+            # waiting to be recorded is recorded with it.
+            annotations[ANNOTATION_MACHINE_ID] = pending.machine.id
         if any(node.annotations.get(key) != value for key, value in annotations.items()):
             self._patch(node, {"metadata": {"annotations": annotations}}, precondition=False)
 

@@ -129,30 +129,34 @@ def test_a_machine_created_running_is_recorded_in_the_write_that_removes_the_sta
     kube.create(NODECLASSES, simulator_nodeclass())  # no boot delay: the machine runs as soon as it is created
     since = kube.create(NODES, managed_node("quick"))["metadata"]["resourceVersion"]
 
-    versions = node_versions(
-        kube,
-        "quick",
-        since,
-        lambda n: is_ready(n) and not has_startup_taint(n) and ANNOTATION_MACHINE_ID in annotations_of(n),
-    )
+    versions = node_versions(kube, "quick", since, lambda n: has_startup_taint(n) is False and is_ready(n))
 
-    recorded = [n for n in versions if ANNOTATION_MACHINE_ID in annotations_of(n)]
-    assert len(recorded) == 1, "the machine was recorded before the startup taint went"
-    assert not has_startup_taint(recorded[0])
-    assert annotations_of(recorded[0])[ANNOTATION_MACHINE_PHASE] == "Running"
+    assert any(has_startup_taint(n) for n in versions), "the Node never carried the startup taint"
+    untainted = versions[-1]  # the version the startup taint's removal made
+    assert not any(ANNOTATION_MACHINE_ID in annotations_of(n) for n in versions[:-1]), "recorded on its own"
+    assert ANNOTATION_MACHINE_ID in annotations_of(untainted), "the taint went without the machine's record"
+    assert annotations_of(untainted)[ANNOTATION_MACHINE_PHASE] == "Running"
     assert manager.simulator is not None
-    assert annotations_of(recorded[0])[ANNOTATION_MACHINE_ID] == manager.simulator.machines()[0].id
-    assert [e["reason"] for e in events_for(kube, "quick", "MachineCreated")] == ["MachineCreated"]
+    assert annotations_of(untainted)[ANNOTATION_MACHINE_ID] == manager.simulator.machines()[0].id
+    # Nothing creates or records it a second time once the cache shows the record.
+    time.sleep(1.0)  # five of the test NodeController's boot polls
+    manager.recorder.flush()
+    created = events_for(kube, "quick", "MachineCreated")
+    assert [e.get("count") for e in created] == [1]
+    assert [m.name for m in manager.simulator.machines()] == [machine_name("quick", untainted["metadata"]["uid"])]
 
 
 def test_a_machine_created_running_whose_kubelet_stays_silent_is_recorded_after_the_grace(
     kube: KubeClient, manager: Manager
 ) -> None:
-    manager.node_controller.settings = dataclasses.replace(manager.node_controller.settings, record_grace=1.0)
+    manager.node_controller.settings = dataclasses.replace(manager.node_controller.settings, record_grace=3.0)
     assert manager.kubelets is not None
     manager.kubelets.stop()  # the machine runs, but nothing on it reports to the API server
     kube.create(NODECLASSES, simulator_nodeclass())
     kube.create(NODES, managed_node("silent"))
+    assert manager.simulator is not None
+    eventually(manager.simulator.machines, what="the machine")
+    assert ANNOTATION_MACHINE_ID not in annotations_of(kube.get(NODES, "silent")), "not waiting for the kubelet"
 
     node = eventually(
         lambda: node_when(kube, "silent", lambda n: ANNOTATION_MACHINE_ID in annotations_of(n)),
@@ -163,6 +167,51 @@ def test_a_machine_created_running_whose_kubelet_stays_silent_is_recorded_after_
     assert annotations_of(node)[ANNOTATION_MACHINE_PHASE] == "Running"
     assert not is_ready(node)
     assert has_startup_taint(node), "the startup taint must stay until the kubelet reports Ready"
+
+
+@pytest.mark.parametrize("leading", [True, False], ids=["clean stop", "lease lost"])
+def test_stopping_records_a_machine_still_waiting_unless_the_lease_was_lost(
+    kube: KubeClient, manager: Manager, leading: bool
+) -> None:
+    manager.node_controller.settings = dataclasses.replace(manager.node_controller.settings, record_grace=600.0)
+    assert manager.kubelets is not None and manager.simulator is not None
+    manager.kubelets.stop()  # no Ready, so the record waits (for the whole test: the grace is long)
+    kube.create(NODECLASSES, simulator_nodeclass())
+    kube.create(NODES, managed_node("waiting"))
+    machines = eventually(manager.simulator.machines, what="the machine")
+    assert eventually(lambda: manager.recorder.flush() or events_for(kube, "waiting", "MachineCreated"))
+    assert ANNOTATION_MACHINE_ID not in annotations_of(kube.get(NODES, "waiting"))
+
+    assert manager.stop_acting(grace=5.0, leading=leading)
+
+    annotations = annotations_of(kube.get(NODES, "waiting"))
+    if leading:
+        assert annotations[ANNOTATION_MACHINE_ID] == machines[0].id
+        assert annotations[ANNOTATION_MACHINE_PHASE] == "Running"
+    else:  # another replica may lead already: it finds the machine through the idempotent create
+        assert ANNOTATION_MACHINE_ID not in annotations
+
+
+def test_an_error_on_a_node_whose_machine_waits_to_be_recorded_is_written_with_the_record(
+    kube: KubeClient, manager: Manager
+) -> None:
+    # An error beside no machine id reads as a failed create, to the cluster-autoscaler too.
+    manager.node_controller.settings = dataclasses.replace(manager.node_controller.settings, record_grace=600.0)
+    assert manager.kubelets is not None and manager.simulator is not None
+    manager.kubelets.stop()
+    kube.create(NODECLASSES, simulator_nodeclass())
+    kube.create(NODES, managed_node("orphaned-class"))
+    machines = eventually(manager.simulator.machines, what="the machine")
+    assert ANNOTATION_MACHINE_ID not in annotations_of(kube.get(NODES, "orphaned-class"))
+
+    kube.delete(NODECLASSES, "sim")
+
+    node = eventually(
+        lambda: node_when(kube, "orphaned-class", lambda n: ANNOTATION_MACHINE_ERROR in annotations_of(n)),
+        what="the NodeClass's absence recorded",
+    )
+    assert "NodeClass sim does not exist" in annotations_of(node)[ANNOTATION_MACHINE_ERROR]
+    assert annotations_of(node)[ANNOTATION_MACHINE_ID] == machines[0].id
 
 
 def annotations_of(node: dict[str, Any]) -> dict[str, str]:
