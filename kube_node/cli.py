@@ -19,9 +19,9 @@ from ._logging import configure_logging
 from ._run import LABEL_LEADER
 
 LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+LOG_FORMATS = ["text", "json"]
 #: The flags' defaults come from the options' own, so each is written down once.
 _DEFAULT = _run.RunOptions()
-LOG_FORMATS = ["text", "json"]
 
 DESCRIPTION = """\
 kube-node lets a Kubernetes cluster manage its own nodes: NodeClasses describe how machines are made,

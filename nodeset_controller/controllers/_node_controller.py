@@ -230,22 +230,12 @@ class NodeController:
             self._unrecorded[node.uid] = _Unrecorded(node.name, machine, time.monotonic() + self.settings.record_grace)
             self._event(node, "Normal", "MachineCreated", created)
             return Result(requeue_after=self.settings.record_grace)
-        phase = _phase_of(machine)
         # Only our own annotations change, so a concurrent writer (the node lifecycle controller's taints, a
         # kubelet's status) loses nothing: the write is bound to this Node's uid, not its resourceVersion.
         # A Conflict here would leave a machine unrecorded until the next reconcile finds it again.
         self._patch(
             node,
-            {
-                "metadata": {
-                    "uid": node.uid,
-                    "annotations": {
-                        ANNOTATION_MACHINE_ID: machine.id,
-                        ANNOTATION_MACHINE_PHASE: phase,
-                        **dict.fromkeys(_ERROR_ANNOTATIONS),
-                    },
-                }
-            },
+            {"metadata": {"uid": node.uid, "annotations": _machine_record(machine)}},
         )
         self._event(node, "Normal", "MachineCreated", created)
         return Result(requeue_after=self.settings.boot_poll)
@@ -353,22 +343,16 @@ class NodeController:
             node = self._nodes.get(pending.node)
             if node is None or node.uid != uid or node.deleting or ANNOTATION_MACHINE_ID in node.annotations:
                 continue
-            machine = pending.machine
-            patch = {
-                "metadata": {
-                    "resourceVersion": node.resource_version,  # nothing written since is overwritten
-                    "annotations": {
-                        ANNOTATION_MACHINE_ID: machine.id,
-                        ANNOTATION_MACHINE_PHASE: _phase_of(machine),
-                        **dict.fromkeys(_ERROR_ANNOTATIONS),
-                    },
-                }
-            }
+            record = _machine_record(pending.machine)
+            # Bound to the cached resourceVersion: nothing written since is overwritten.
+            patch = {"metadata": {"resourceVersion": node.resource_version, "annotations": record}}
             try:
                 self._client.patch(NODES, pending.node, patch)
                 written += 1
             except ApiError as error:
-                log.warning("recording machine %s on Node %s at shutdown: %s", machine.name, pending.node, error)
+                log.warning(
+                    "recording machine %s on Node %s at shutdown: %s", pending.machine.name, pending.node, error
+                )
         return written
 
     def _forget_unrecorded(self, name: str) -> None:
@@ -530,6 +514,15 @@ class _Unrecorded:
 
 
 _ERROR_ANNOTATIONS = (ANNOTATION_MACHINE_ERROR, ANNOTATION_MACHINE_ERROR_CLASS, ANNOTATION_MACHINE_ERROR_CODE)
+
+
+def _machine_record(machine: Machine) -> dict[str, str | None]:
+    """The annotations that record a machine on its Node, clearing any error recorded before it."""
+    return {
+        ANNOTATION_MACHINE_ID: machine.id,
+        ANNOTATION_MACHINE_PHASE: _phase_of(machine),
+        **dict.fromkeys(_ERROR_ANNOTATIONS),
+    }
 
 
 def _has_error(node: NodeRecord) -> bool:
