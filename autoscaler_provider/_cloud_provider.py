@@ -32,7 +32,7 @@ from nodeset_controller.api import (
     NodeClass,
     NodeSet,
 )
-from nodeset_controller.controllers import request_removal, requested_nodes
+from nodeset_controller.controllers import nodeset_members, request_removal, requested_nodes
 from nodeset_controller.kube import NODESETS, ApiError, Informer, KubeClient, NodeRecord
 
 from ._proto import externalgrpc_pb2 as pb
@@ -174,10 +174,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
         return nodeset
 
     def _members(self, nodeset: NodeSet) -> list[NodeRecord]:
-        uid = nodeset.metadata.uid
-        return [
-            n for n in self._nodes.by_index("nodeset", nodeset.metadata.name) if not n.owner_uid or n.owner_uid == uid
-        ]
+        return nodeset_members(self._nodes, nodeset)
 
     def _target(self, nodeset: NodeSet) -> int:
         cached = nodeset.spec.replicas

@@ -106,6 +106,8 @@ def run(options: RunOptions) -> int:
     )
     pod = _OwnPod(client, options.pod_namespace, options.pod_name)
     elector = _elector(client, options, manager, pod, stop, lost)
+    if elector is not None:
+        manager.node_controller.may_destroy = elector.is_leader  # asked again right before each orphan's destroy
     server: ProviderServer | None = None
     stopping = threading.Event()
 
@@ -169,8 +171,13 @@ def _shut_down(
         manager.stop_acting(grace=0.0, leading=False)
         pod.set_leader(False)
         return
-    manager.stop_acting(grace=grace)
-    if elector is not None:  # nothing acts any more: the next leader may start
+    finished = manager.stop_acting(grace=grace)
+    if elector is not None and not finished:
+        # A cloud call still in flight may yet make a machine that no Node records: the next leader must not
+        # start before it is over, so the Lease is left to expire rather than handed over now.
+        log.warning("not releasing the leader Lease: work is still in flight; a standby takes over when it expires")
+        pod.set_leader(False)
+    elif elector is not None:  # nothing acts any more: the next leader may start
         pod.set_leader(False)
         elector.release()
     manager.close()

@@ -36,6 +36,7 @@ from ._types import (
     DeletePolicy,
     DrainSettings,
     ExtraArgument,
+    HealthCheckSettings,
     NodeClass,
     NodeClassSpec,
     NodeClassStatus,
@@ -50,6 +51,7 @@ from ._types import (
     SecretReference,
     Taint,
     TaintEffect,
+    UnhealthyCondition,
 )
 
 __all__ = [
@@ -82,6 +84,7 @@ __all__ = [
     "DeletePolicy",
     "DrainSettings",
     "ExtraArgument",
+    "HealthCheckSettings",
     "ModelError",
     "NodeClass",
     "NodeClassSpec",
@@ -97,6 +100,7 @@ __all__ = [
     "SecretReference",
     "Taint",
     "TaintEffect",
+    "UnhealthyCondition",
     "crd_manifests",
     "crd_yaml",
     "nodeset_selector",

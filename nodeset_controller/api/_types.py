@@ -138,6 +138,27 @@ class ReplacementSettings:
 
 
 @dataclass
+class UnhealthyCondition:
+    """A Node condition that makes a Node unhealthy once it has held for ``timeout_seconds``."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    timeout_seconds: int
+
+
+def _default_unhealthy_conditions() -> list[UnhealthyCondition]:
+    return [UnhealthyCondition("Ready", "False", 300), UnhealthyCondition("Ready", "Unknown", 300)]
+
+
+@dataclass
+class HealthCheckSettings:
+    """When a Node that was Ready counts as unhealthy, and how many failed Nodes may be removed at once."""
+
+    max_unhealthy: int | str = "40%"
+    unhealthy_conditions: list[UnhealthyCondition] = field(default_factory=_default_unhealthy_conditions)
+
+
+@dataclass
 class ClusterAutoscalerOptions:
     """Per-node-group options for the cluster-autoscaler (NodeGroupAutoscalingOptions)."""
 
@@ -171,6 +192,7 @@ class NodeSetSpec:
     delete_policy: DeletePolicy = "Random"
     drain: DrainSettings = field(default_factory=DrainSettings)
     replacement: ReplacementSettings = field(default_factory=ReplacementSettings)
+    health_check: HealthCheckSettings = field(default_factory=HealthCheckSettings)
     autoscaling: AutoscalingSettings = field(default_factory=AutoscalingSettings)
 
 

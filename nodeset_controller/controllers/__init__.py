@@ -1,15 +1,17 @@
 """The controllers: NodeController (machines behind Nodes), and the Manager that runs them."""
 
 from ._manager import Manager, ManagerSettings
+from ._membership import is_foreign, is_member, nodeset_members
 from ._node_controller import FAILPOINT_ENV, NodeController, NodeControllerSettings, Phase
 from ._node_template import node_allocatable_units, node_capacity, node_labels, node_taints
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
 from ._pending_pods import PendingPodAutoscaler, PendingPodAutoscalerSettings
 from ._removal import request_removal, requested_nodes
-from ._scale_down import choose_victims, is_failed, is_ready
+from ._scale_down import Failure, choose_victims, failure_of, is_failed, is_ready, machine_gone, remediation_budget
 
 __all__ = [
     "FAILPOINT_ENV",
+    "Failure",
     "Manager",
     "ManagerSettings",
     "NodeController",
@@ -20,12 +22,18 @@ __all__ = [
     "PendingPodAutoscalerSettings",
     "Phase",
     "choose_victims",
+    "failure_of",
     "is_failed",
+    "is_foreign",
+    "is_member",
     "is_ready",
+    "machine_gone",
     "node_allocatable_units",
     "node_capacity",
     "node_labels",
     "node_taints",
+    "nodeset_members",
+    "remediation_budget",
     "request_removal",
     "requested_nodes",
 ]

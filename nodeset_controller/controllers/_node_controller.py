@@ -20,11 +20,13 @@ uid instead.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,8 +36,10 @@ from ..api import (
     ANNOTATION_MACHINE_ERROR_CODE,
     ANNOTATION_MACHINE_ID,
     ANNOTATION_MACHINE_PHASE,
+    API_VERSION,
     FINALIZER_MACHINE,
     LABEL_NODECLASS,
+    NODECLASS_KIND,
     TAINT_STARTUP,
     NodeClass,
     provider_id,
@@ -125,13 +129,22 @@ class NodeController:
         # Machines created running and not yet written on their Node, by Node uid, with when to stop waiting
         # for the kubelet. Losing this (a restart) costs nothing: the idempotent create finds the machine again.
         self._unrecorded: dict[str, _Unrecorded] = {}
+        self._first_seen: dict[str, float] = {}  # machine name -> when a sweep first saw it (no creation time)
+        self._unlabelled_reported: set[str] = set()  # uids of Nodes told that they lost their NodeClass label
+        #: Whether this process may destroy orphans now (the leader's check, asked right before each destroy).
+        self.may_destroy: Callable[[], bool] = lambda: True
 
     # -- wiring ------------------------------------------------------------------------------------------
 
     def _on_node(self, old: NodeRecord | None, new: NodeRecord | None) -> None:
         node = new or old
-        if node is not None:
-            self.queue.add(node.name)
+        if node is None:
+            return
+        if old is not None and new is not None and _only_own_annotations_changed(old, new):
+            # Its own writes (an error, a phase) must not requeue the Node at once, past the rate limiter:
+            # with an error text that changes every time, that would be a tight loop of cloud calls and writes.
+            return
+        self.queue.add(node.name)
 
     def _on_nodeclass(self, old: NodeClass | None, new: NodeClass | None) -> None:
         nodeclass = new or old
@@ -181,6 +194,8 @@ class NodeController:
             unrecorded = self._unrecorded.get(node.uid)
             if unrecorded is None:
                 return self._create_machine(node, nodeclass)
+            if unrecorded.written:  # recorded already; the cache has not caught up: no second create
+                return Result(requeue_after=self.settings.boot_poll)
             return self._follow_machine(node, nodeclass, unrecorded=unrecorded)
         return self._follow_machine(node, nodeclass)
 
@@ -237,6 +252,8 @@ class NodeController:
             node,
             {"metadata": {"uid": node.uid, "annotations": _machine_record(machine)}},
         )
+        # Until the cache shows the record, a reconcile must not take the Node for one without a machine.
+        self._unrecorded[node.uid] = _Unrecorded(node.name, machine, time.monotonic(), written=True)
         self._event(node, "Normal", "MachineCreated", created)
         return Result(requeue_after=self.settings.boot_poll)
 
@@ -258,7 +275,12 @@ class NodeController:
             phase, error_text = Phase.FAILED, f"machine {name} no longer exists at the provider"
         else:
             phase, error_text = _phase_of(machine), machine.error
+            if phase == Phase.CREATING and node.ready is True:
+                phase = Phase.RUNNING  # its kubelet reports Ready: the machine runs, whatever the cloud says yet
         annotations: dict[str, str | None] = {}
+        if phase != Phase.FAILED and _has_error(node):
+            # The provider answered: an error recorded before (a missing NodeClass, a failed read) is over.
+            annotations.update(dict.fromkeys(_ERROR_ANNOTATIONS))
         if unrecorded is not None:
             wait = unrecorded.deadline - time.monotonic()
             if phase == Phase.RUNNING and node.ready is not True and wait > 0:
@@ -287,7 +309,9 @@ class NodeController:
             return Result(requeue_after=self.settings.resync)
         if phase == Phase.FAILED:
             return Result(requeue_after=self.settings.resync)
-        return Result(requeue_after=self.settings.boot_poll)
+        # Booting, or running with no Ready yet: poll less often the longer it takes (a tenth of its age).
+        age = max(0.0, time.time() - node.created)
+        return Result(requeue_after=min(max(self.settings.boot_poll, age / 10), _MAX_BOOT_POLL))
 
     def _finalize(self, node: NodeRecord) -> Result | None:
         name = machine_name(node.name, node.uid)
@@ -341,7 +365,9 @@ class NodeController:
         for uid, pending in list(self._unrecorded.items()):
             self._unrecorded.pop(uid, None)
             node = self._nodes.get(pending.node)
-            if node is None or node.uid != uid or node.deleting or ANNOTATION_MACHINE_ID in node.annotations:
+            if pending.written or node is None or node.uid != uid or node.deleting:
+                continue
+            if ANNOTATION_MACHINE_ID in node.annotations:
                 continue
             record = _machine_record(pending.machine)
             # Bound to the cached resourceVersion: nothing written since is overwritten.
@@ -419,7 +445,13 @@ class NodeController:
             # An error beside no machine id reads as a failed create (to the cluster-autoscaler too): a machine
             # waiting to be recorded is recorded with it.
             annotations[ANNOTATION_MACHINE_ID] = pending.machine.id
-        if any(node.annotations.get(key) != value for key, value in annotations.items()):
+        # Compared by class and code, not by message: a text that changes every time (request ids, timestamps)
+        # must not cost a write per attempt.
+        if ANNOTATION_MACHINE_ERROR not in node.annotations or any(
+            node.annotations.get(key) != annotations[key]
+            for key in (ANNOTATION_MACHINE_ERROR_CLASS, ANNOTATION_MACHINE_ERROR_CODE, ANNOTATION_MACHINE_ID)
+            if key in annotations
+        ):
             self._patch(node, {"metadata": {"annotations": annotations}}, precondition=False)
 
     def _event(self, node: NodeRecord, type_: EventType, reason: str, message: str) -> None:
@@ -467,17 +499,28 @@ class NodeController:
 
         A machine belongs to the Node its tags name, and only if its name is the one that Node's name and
         uid give, so a Node deleted and recreated under the same name does not keep its predecessor's
-        machine alive.
+        machine alive. The cache is only a hint: before anything is destroyed the Node is read live, so a Node
+        the cache does not show (one that lost its ``kube-node.io/nodeclass`` label, or a lagging watch)
+        keeps its machine. A machine with no creation time is timed from when a sweep first saw it.
         """
         destroyed = 0
         now = time.time()
+        seen = {m.name for m in machines}
+        for name in [n for n in self._first_seen if n not in seen]:
+            del self._first_seen[name]
         for machine in machines:
             if machine.state is MachineState.TERMINATED or machine.cluster is None or self._owned(machine):
                 continue  # gone already, ownership unknown (no tags to read), or someone's machine
-            if machine.created_at is not None and now - machine.created_at < self.settings.orphan_grace:
+            born = machine.created_at
+            if born is None:
+                born = self._first_seen.setdefault(machine.name, now)
+            if now - born < self.settings.orphan_grace:
                 continue
-            if self._owned(machine):  # look again: the Node may have arrived meanwhile
-                continue
+            if self._owned(machine) or not self._orphaned_live(nodeclass, provider, machine):
+                continue  # the Node arrived meanwhile, or exists outside the cache
+            if not self.may_destroy():
+                log.warning("orphan collection: not the leader any more; leaving machine %s", machine.name)
+                return destroyed
             try:
                 provider.destroy(machine.name)
             except ProviderError as error:
@@ -485,35 +528,87 @@ class NodeController:
                 continue
             destroyed += 1
             self.orphans_destroyed += 1
+            self._first_seen.pop(machine.name, None)
             self._recorder.event(
-                ObjectReference(
-                    "NodeClass",
-                    nodeclass.metadata.name,
-                    nodeclass.metadata.uid or "",
-                    api_version="kube-node.io/v1alpha1",
-                ),
+                _nodeclass_ref(nodeclass),
                 "Normal",
                 "OrphanMachineDestroyed",
                 f"destroyed machine {machine.name} ({machine.id}): no Node {machine.node_name} owns it",
             )
         return destroyed
 
+    def _orphaned_live(self, nodeclass: NodeClass, provider: MachineProvider, machine: Machine) -> bool:
+        """Whether a live read confirms that no Node owns ``machine``. A Node that owns it but lost its
+        NodeClass label keeps it (and is told so), unless it is being deleted: then its finalizer's promise is
+        kept, the machine destroyed and the finalizer removed."""
+        if not machine.node_name:
+            return False  # no Node named: nothing to confirm against
+        try:
+            current = self._client.get(NODES, machine.node_name)
+        except ApiError as error:
+            if error.not_found:
+                return True
+            log.warning(
+                "orphan collection: reading Node %s: %s; leaving machine %s", machine.node_name, error, machine.name
+            )
+            return False
+        meta = current["metadata"]
+        if machine_name(meta["name"], meta.get("uid", "")) != machine.name:
+            return True  # a later Node of the same name: this machine was its predecessor's
+        if (meta.get("labels") or {}).get(LABEL_NODECLASS):
+            return False  # the cache lags behind
+        record = NodeRecord.from_json(current)
+        if record.deleting and FINALIZER_MACHINE in record.finalizers:
+            try:
+                provider.destroy(machine.name)
+            except ProviderError as error:
+                log.warning("destroying machine %s of unlabelled Node %s: %s", machine.name, record.name, error)
+                return False
+            self._event(record, "Normal", "MachineDestroyed", f"destroyed machine {machine.name}")
+            self._remove_finalizer(record)
+            return False
+        if record.uid not in self._unlabelled_reported:
+            self._unlabelled_reported.add(record.uid)
+            message = (
+                f"this Node lost its {LABEL_NODECLASS} label, but machine {machine.name} ({machine.id}) of NodeClass "
+                f"{nodeclass.metadata.name} still runs for it: kube-node keeps the machine and no longer manages "
+                f"the Node. Put the label back ({LABEL_NODECLASS}={nodeclass.metadata.name}), or delete the Node "
+                "to destroy the machine"
+            )
+            log.warning("Node %s: %s", record.name, message)
+            self._event(record, "Warning", "NodeClassLabelRemoved", message)
+        return False
+
     def _owned(self, machine: Machine) -> bool:
         node = self._nodes.get(machine.node_name or "")
         return node is not None and machine_name(node.name, node.uid) == machine.name
 
 
+def _nodeclass_ref(nodeclass: NodeClass) -> ObjectReference:
+    return ObjectReference(
+        NODECLASS_KIND, nodeclass.metadata.name, nodeclass.metadata.uid or "", api_version=API_VERSION
+    )
+
+
 @dataclass(frozen=True)
 class _Unrecorded:
-    """A machine created running, not yet written on its Node: recorded with the startup taint's removal, or
-    on its own at ``deadline`` (a monotonic time)."""
+    """A machine not yet shown on its Node in the cache: one created running, recorded with the startup taint's
+    removal or on its own at ``deadline`` (a monotonic time); or one ``written`` already, whose record the cache
+    has not caught up with (so a reconcile on the older version neither creates nor announces it again)."""
 
     node: str
     machine: Machine
     deadline: float
+    written: bool = False  #: recorded on the Node already; waiting only for the cache to show it
 
 
 _ERROR_ANNOTATIONS = (ANNOTATION_MACHINE_ERROR, ANNOTATION_MACHINE_ERROR_CLASS, ANNOTATION_MACHINE_ERROR_CODE)
+_MAX_BOOT_POLL = 30.0  #: the slowest a booting machine is polled (seconds)
+
+
+def _only_own_annotations_changed(old: NodeRecord, new: NodeRecord) -> bool:
+    """Whether the update changed nothing but kube-node's own annotations (a write of this controller's)."""
+    return dataclasses.replace(old, resource_version=new.resource_version, annotations=new.annotations) == new
 
 
 def _machine_record(machine: Machine) -> dict[str, str | None]:

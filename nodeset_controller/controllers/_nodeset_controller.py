@@ -66,14 +66,25 @@ from ..kube import (
 )
 from ._drain import Drainer
 from ._expectations import Expectations
+from ._membership import is_foreign, is_member, labelled
 from ._node_template import node_labels, node_taints
 from ._removal import prune_requested, request_removal, requested_nodes
-from ._scale_down import choose_victims, is_failed, is_ready
+from ._scale_down import (
+    Failure,
+    RemediationBudget,
+    choose_victims,
+    failure_of,
+    is_ready,
+    looks_unhealthy,
+    machine_gone,
+    remediation_budget,
+)
 
 log = logging.getLogger(__name__)
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 _DRAIN_POLL = 1.0
+_MAX_CREATE_BATCH = 128
 
 
 @dataclass(frozen=True)
@@ -88,6 +99,7 @@ class NodeSetControllerSettings:
     #: In ClusterAutoscaler mode, how long a failed instance stays for the autoscaler to see (its loop is
     #: 10 s by default) before kube-node removes it and lowers replicas.
     failed_instance_ttl: float = 60.0
+    max_creates_per_reconcile: int = 500  #: Node creations per reconcile of one NodeSet; the rest on a requeue
 
 
 class NodeSetController:
@@ -121,6 +133,8 @@ class NodeSetController:
         self._replace_after: dict[str, tuple[float, float]] = {}  # set -> (not before, next pause)
         self._create_errors: dict[str, str] = {}  # set -> last error creating a Node
         self._blocked_reported: dict[str, str] = {}  # node -> last eviction refusal reported
+        self._held: set[str] = set()  # sets whose failed Nodes are held back (more than maxUnhealthy)
+        self._foreign_reported: set[str] = set()  # uids of foreign Nodes already reported
         nodesets.add_handler(self._on_nodeset)
         nodes.add_handler(self._on_node)
         nodeclasses.add_handler(self._on_nodeclass)
@@ -181,17 +195,20 @@ class NodeSetController:
     def reconcile(self, name: str) -> Result | None:
         """Bring one NodeSet's Nodes and status in line with its spec."""
         nodeset = self._nodesets.get(name)
-        members = self._nodes.by_index("nodeset", name)
+        labelled_nodes = labelled(self._nodes, name)
         if nodeset is None or nodeset.metadata.deletion_timestamp:
-            self._delete_all(name, members)
+            # Only Nodes a NodeSet of this name made; a foreign Node with the label is not ours to delete.
+            self._delete_all(name, [n for n in labelled_nodes if n.owner_uid])
             return None
         now = time.time()
         uid = nodeset.metadata.uid or ""
-        stale = [n for n in members if n.owner_uid and n.owner_uid != uid and not n.deleting]
-        for node in stale:  # left by an earlier NodeSet of the same name
-            self._delete_node(nodeset, node, "a NodeSet of the same name that no longer exists")
+        stale = [n for n in labelled_nodes if n.owner_uid and n.owner_uid != uid and not n.deleting]
+        for node in stale:  # left by an earlier NodeSet of the same name, which is gone: names are unique
+            self._delete_node(nodeset, node, "its NodeSet, an earlier one of the same name, no longer exists")
+        self._report_foreign(nodeset, [n for n in labelled_nodes if is_foreign(n)])
+        members = [n for n in labelled_nodes if is_member(n, nodeset)]
         pending_deletions = self.expectations.pending_deletions(name)
-        live = [n for n in members if n not in stale and not n.deleting and n.name not in pending_deletions]
+        live = [n for n in members if not n.deleting and n.name not in pending_deletions]
         leaving = [n for n in live if ANNOTATION_DRAIN_STARTED in n.annotations]
         active = [n for n in live if ANNOTATION_DRAIN_STARTED not in n.annotations]
         pending_creations = self.expectations.pending_creations(name) - {n.name for n in members}
@@ -200,13 +217,29 @@ class NodeSetController:
         for node in leaving:
             if self._continue_removal(nodeset, node, now):
                 requeue = _DRAIN_POLL
-        active, replacing = self._replace_failed(nodeset, active, members, now)
-
+        failures = {n.name: f for n in active if (f := failure_of(n, now, nodeset.spec)) is not None}
+        in_flight = sum(1 for n in members if n.annotations.get(ANNOTATION_REMOVAL_REASON) == "Replace")
+        # A Node whose creation was refused has no machine to lose, so it is outside the cap; every other
+        # failure may be the observer's (a cloud API that lists nothing, a control plane that marks all Unknown).
+        refused = {name for name, f in failures.items() if f.reason == "CreationRefused"}
+        looking = [n for n in active if n.name not in refused and looks_unhealthy(n, now, nodeset.spec)]
+        budget = remediation_budget(nodeset.spec, len(looking) + in_flight, len(active) + in_flight)
+        self._report_budget(nodeset, budget)
+        if not budget.allowed:
+            failures = {name: f for name, f in failures.items() if name in refused}
+        replacing = in_flight
         requested = requested_nodes(nodeset)
+        if failures:
+            if nodeset.spec.autoscaling.mode == "Manual":
+                active, replacing = self._replace_failed(nodeset, active, failures, in_flight, now)
+            else:
+                self._remove_failed_instances(nodeset, active, failures, requested, now)
+        elif budget.allowed and all(is_ready(n) for n in active):
+            with self._lock:
+                self._replace_after.pop(name, None)  # healthy again: the next failure starts a fresh backoff
+
         if requested - {n.name for n in members}:
             prune_requested(self._client, nodeset, {n.name for n in members})
-        if nodeset.spec.autoscaling.mode in ("ClusterAutoscaler", "KubeNode"):
-            self._remove_failed_instances(nodeset, active, requested, now)
 
         nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
         desired = nodeset.spec.replicas
@@ -215,20 +248,20 @@ class NodeSetController:
             self._create_nodes(nodeset, nodeclass, desired - current)
         elif current > desired:
             excess = current - desired
-            victims = choose_victims(
-                active,
-                min(excess, len(active)),
-                nodeset.spec.delete_policy,
-                now=now,
-                registration_timeout=nodeset.spec.replacement.registration_timeout_seconds,
-                requested=requested,
-            )
+            victims = choose_victims(active, min(excess, len(active)), nodeset.spec, now=now, requested=requested)
             for node in victims:
-                self._start_removal(nodeset, node, "ScaleDown")
+                self._start_removal(nodeset, node, "ScaleDown", "the NodeSet is scaling down")
                 requeue = _DRAIN_POLL
             active = [n for n in active if n not in victims]
         self._write_status(
-            nodeset, nodeclass, active=active, leaving=leaving, replacing=replacing, pending_creations=pending_creations
+            nodeset,
+            nodeclass,
+            active=active,
+            leaving=leaving,
+            replacing=replacing,
+            pending_creations=pending_creations,
+            budget=budget,
+            foreign=[n.name for n in labelled_nodes if is_foreign(n)],
         )
         if requeue is None and (len(active) != desired or any(not is_ready(n) for n in active)):
             requeue = 5.0  # registration timeouts and failures are time-based
@@ -238,10 +271,12 @@ class NodeSetController:
 
     def _create_nodes(self, nodeset: NodeSet, nodeclass: NodeClass, count: int) -> None:
         name = nodeset.metadata.name
+        # Bounded, so that a huge replicas never builds every manifest in memory: the rest come on the requeue.
+        count = min(count, self.settings.max_creates_per_reconcile)
         created = 0
         batch = 1
         while created < count:
-            size = min(batch, count - created)
+            size = min(batch, count - created, _MAX_CREATE_BATCH)
             bodies = [self._node_manifest(nodeset, nodeclass) for _ in range(size)]
             for body in bodies:
                 self.expectations.expect_creation(name, body["metadata"]["name"])
@@ -314,65 +349,75 @@ class NodeSetController:
     # -- scale down and replacement ----------------------------------------------------------------------
 
     def _replace_failed(
-        self, nodeset: NodeSet, active: list[NodeRecord], members: list[NodeRecord], now: float
+        self,
+        nodeset: NodeSet,
+        active: list[NodeRecord],
+        failures: dict[str, Failure],
+        in_flight: int,
+        now: float,
     ) -> tuple[list[NodeRecord], int]:
-        """Start replacing failed Nodes within the in-flight bound; returns the remaining active Nodes and how
-        many replacements are under way."""
+        """Start replacing failed Nodes within the in-flight bound (Manual mode); returns the remaining active
+        Nodes and how many replacements are under way."""
         name = nodeset.metadata.name
-        in_flight = sum(1 for n in members if n.annotations.get(ANNOTATION_REMOVAL_REASON) == "Replace")
-        if nodeset.spec.autoscaling.mode != "Manual":
-            return active, in_flight  # an autoscaler decides what replaces a failed machine
-        timeout = nodeset.spec.replacement.registration_timeout_seconds
-        failed = [n for n in active if is_failed(n, now, timeout)]
-        if not failed:
-            if all(is_ready(n) for n in active):
-                with self._lock:
-                    self._replace_after.pop(name, None)  # healthy again: the next failure starts a fresh backoff
-            return active, in_flight
         budget = nodeset.spec.replacement.max_in_flight - in_flight
         with self._lock:
             not_before, pause = self._replace_after.get(name, (0.0, self.settings.replacement_backoff))
         if budget <= 0 or now < not_before:
             return active, in_flight
-        chosen = failed[:budget]
-        for node in chosen:
-            reason = node.annotations.get(ANNOTATION_MACHINE_ERROR) or "it did not become Ready in time"
-            self._event_nodeset(nodeset, "Warning", "ReplacingFailedNode", f"replacing Node {node.name}: {reason}")
-            self._start_removal(nodeset, node, "Replace")
-        with self._lock:
-            self._replace_after[name] = (now + pause, min(pause * 2, self.settings.replacement_backoff_max))
+        chosen: list[NodeRecord] = []
+        for node in [n for n in active if n.name in failures][:budget]:
+            failure = failures[node.name]
+            if self._start_removal(nodeset, node, "Replace", f"replacing it: {failure.message}"):
+                chosen.append(node)
+                self._event_nodeset(
+                    nodeset,
+                    "Warning",
+                    "ReplacingFailedNode",
+                    f"replacing Node {node.name} ({failure.reason}): {failure.message}",
+                )
+        if chosen:
+            with self._lock:
+                self._replace_after[name] = (now + pause, min(pause * 2, self.settings.replacement_backoff_max))
         return [n for n in active if n not in chosen], in_flight + len(chosen)
 
     def _remove_failed_instances(
-        self, nodeset: NodeSet, active: list[NodeRecord], requested: set[str], now: float
+        self,
+        nodeset: NodeSet,
+        active: list[NodeRecord],
+        failures: dict[str, Failure],
+        requested: set[str],
+        now: float,
     ) -> None:
         """Under an autoscaler a failed machine is not replaced: the autoscaler sees the error (the
         cluster-autoscaler in NodeGroupNodes), backs the set off and tries another. After a while kube-node removes
         the Node and lowers replicas with it, as a cloud's instance group drops a failed instance, so the
         failed replica is neither kept for the autoscaler's 20-minute unready timeout nor recreated later when
-        quota frees up, when nobody wants it any more."""
+        quota frees up, when nobody wants it any more. The removal drains like a scale-down unless no machine
+        runs behind the Node."""
         ttl = self.settings.failed_instance_ttl
-        timeout = nodeset.spec.replacement.registration_timeout_seconds
-        expired = [
-            n.name for n in active if n.name not in requested and is_failed(n, now, timeout) and now - n.created >= ttl
-        ]
-        if expired:
-            removed = request_removal(self._client, nodeset.metadata.name, expired)
-            if removed:
-                self._event_nodeset(
-                    nodeset,
-                    "Warning",
-                    "RemovingFailedInstances",
-                    f"removing {removed} Nodes whose machine failed, and lowering replicas with them: "
-                    f"{', '.join(sorted(expired)[:5])}",
-                )
-
-    def _start_removal(self, nodeset: NodeSet, node: NodeRecord, reason: str) -> None:
-        """Cordon ``node`` and mark it as leaving; a failed machine's Node (Replace) is deleted without a drain."""
-        drain = nodeset.spec.drain.timeout_seconds > 0 and reason == "ScaleDown"
-        if not drain and reason == "ScaleDown":
-            self._delete_node(nodeset, node, "scale-down")  # nothing to drain: no cordon needed either
+        expired = sorted(
+            n.name for n in active if n.name in failures and n.name not in requested and now - n.created >= ttl
+        )
+        if not expired:
             return
+        removed = request_removal(self._client, nodeset.metadata.name, expired)
+        if removed:
+            reasons = "; ".join(f"{n}: {failures[n].message}" for n in expired[:5])
+            self._event_nodeset(
+                nodeset,
+                "Warning",
+                "RemovingFailedInstances",
+                f"removing {removed} failed Nodes and lowering replicas with them: {reasons}",
+            )
+
+    def _start_removal(self, nodeset: NodeSet, node: NodeRecord, reason: str, why: str) -> bool:
+        """Start removing ``node`` for ``reason`` (ScaleDown or Replace): cordon it, mark it as leaving and
+        drain it (the next steps are :meth:`_continue_removal`'s), or, with no machine behind it or no drain
+        configured, delete it at once. False if the Node changed meanwhile (it is looked at again)."""
+        drain = nodeset.spec.drain.timeout_seconds > 0 and not machine_gone(node)
+        if not drain and reason == "ScaleDown":
+            self._delete_node(nodeset, node, why)  # nothing to drain: no cordon needed either
+            return True
         patch: dict[str, Any] = {
             "metadata": {
                 "resourceVersion": node.resource_version,
@@ -383,32 +428,36 @@ class NodeSetController:
         try:
             self._client.patch(NODES, node.name, patch)
         except ApiError as error:
-            if error.not_found:
-                return
+            if error.not_found or error.conflict:
+                self.queue.add_after(nodeset.metadata.name, 0.05)
+                return False
             raise
         if drain:
             self._event_node(
                 node,
                 "Normal",
                 "DrainStarted",
-                f"NodeSet {nodeset.metadata.name} is scaling down: "
-                f"cordoned; evicting pods (timeout {nodeset.spec.drain.timeout_seconds} s)",
+                f"NodeSet {nodeset.metadata.name}: {why}; cordoned; evicting pods "
+                f"(timeout {nodeset.spec.drain.timeout_seconds} s)",
             )
         else:
-            self._delete_node(nodeset, node, "its machine failed" if reason == "Replace" else "scale-down")
+            self._delete_node(nodeset, node, f"{why}; no machine runs behind it, so there is nothing to drain")
+        return True
 
     def _continue_removal(self, nodeset: NodeSet, node: NodeRecord, now: float) -> bool:
-        """One drain step for a leaving Node; deletes it once drained or timed out. True while it is draining."""
+        """One drain step for a leaving Node; deletes it once drained or timed out, or at once when no machine
+        runs behind it any more. True while it is draining."""
         reason = node.annotations.get(ANNOTATION_REMOVAL_REASON, "ScaleDown")
+        what = "replacement of a failed Node" if reason == "Replace" else "scale-down"
         timeout = nodeset.spec.drain.timeout_seconds
-        if reason != "ScaleDown" or timeout <= 0:
-            self._delete_node(nodeset, node, "its machine failed" if reason == "Replace" else "scale-down")
+        if timeout <= 0 or machine_gone(node):
+            self._delete_node(nodeset, node, what)
             return False
         started = parse_time(node.annotations.get(ANNOTATION_DRAIN_STARTED)) or now
         step = self._drainer.step(node, nodeset.spec.drain.pod_grace_period_seconds)
         if step.done:
             self._event_node(node, "Normal", "Drained", "all pods evicted; deleting the Node")
-            self._delete_node(nodeset, node, "scale-down")
+            self._delete_node(nodeset, node, what)
             return False
         if now - started >= timeout:
             self._event_node(
@@ -418,7 +467,7 @@ class NodeSetController:
                 f"drain did not finish within {timeout} s ({len(step.remaining)} pods left: "
                 f"{', '.join(sorted(step.remaining)[:5])}); deleting the Node anyway",
             )
-            self._delete_node(nodeset, node, "scale-down after the drain timeout")
+            self._delete_node(nodeset, node, f"{what} after the drain timeout")
             return False
         if step.blocked:
             summary = "; ".join(f"{pod}: {why}" for pod, why in sorted(step.blocked.items())[:3])
@@ -426,6 +475,35 @@ class NodeSetController:
                 self._blocked_reported[node.name] = summary
                 self._event_node(node, "Warning", "EvictionBlocked", summary)
         return True
+
+    def _report_budget(self, nodeset: NodeSet, budget: RemediationBudget) -> None:
+        """A Warning Event when the set starts holding back its failed Nodes (the condition says it too)."""
+        name = nodeset.metadata.name
+        with self._lock:
+            was_held = name in self._held
+            if budget.allowed:
+                self._held.discard(name)
+                return
+            self._held.add(name)
+        if not was_held:
+            log.warning("NodeSet %s: %s", name, budget.message)
+            self._event_nodeset(nodeset, "Warning", "RemediationHeld", budget.message)
+
+    def _report_foreign(self, nodeset: NodeSet, foreign: list[NodeRecord]) -> None:
+        """A Warning Event, once per Node, for a Node with this set's label that the set did not make."""
+        for node in foreign:
+            with self._lock:
+                if node.uid in self._foreign_reported:
+                    continue
+                self._foreign_reported.add(node.uid)
+            self._event_node(
+                node,
+                "Warning",
+                "ForeignNode",
+                f"carries the label {LABEL_NODESET}={nodeset.metadata.name} but NodeSet {nodeset.metadata.name} "
+                "did not create it (no controller ownerReference to it): it is not counted as a member and "
+                "never drained or removed by the set",
+            )
 
     def _delete_node(self, nodeset: NodeSet | None, node: NodeRecord, why: str) -> None:
         owner = node.labels.get(LABEL_NODESET, "")
@@ -463,6 +541,8 @@ class NodeSetController:
         leaving: list[NodeRecord],
         replacing: int,
         pending_creations: set[str],
+        budget: RemediationBudget,
+        foreign: list[str],
     ) -> None:
         name = nodeset.metadata.name
         desired = nodeset.spec.replicas
@@ -504,9 +584,29 @@ class NodeSetController:
         else:
             failure = ("False", "NoFailures", "no Node of this set reports a machine failure")
 
+        if budget.allowed:
+            remediation = ("True", "WithinMaxUnhealthy", budget.message)
+        else:
+            remediation = ("False", "TooManyUnhealthy", budget.message)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            foreign_cond = (
+                "True",
+                "NodesNotCreatedBySet",
+                f"{len(foreign)} Nodes carry this set's label but were not created by it (not counted): {shown}",
+            )
+        else:
+            foreign_cond = ("False", "NoForeignNodes", "every Node with this set's label was created by it")
+
         generation = nodeset.metadata.generation
         old = {c.type: c for c in (nodeset.status.conditions if nodeset.status else [])}
-        ours = (("Ready", ready_cond), ("Progressing", progressing), ("ReplicaFailure", failure))
+        ours = (
+            ("Ready", ready_cond),
+            ("Progressing", progressing),
+            ("ReplicaFailure", failure),
+            ("RemediationAllowed", remediation),
+            ("ForeignNodes", foreign_cond),
+        )
         conditions = [make_condition(kind, values, old.get(kind), generation) for kind, values in ours]
         # Conditions other writers own (the pending-pod autoscaler's ScalingLimited) are kept as they are.
         conditions += [c for kind, c in old.items() if kind not in {k for k, _ in ours}]

@@ -44,6 +44,7 @@ from ..kube import (
     resource_list,
 )
 from ._drain import must_leave
+from ._membership import nodeset_members
 from ._node_template import node_allocatable_units, node_labels, node_taints
 from ._nodeset_controller import condition_json, make_condition
 from ._removal import request_removal, requested_nodes
@@ -274,11 +275,7 @@ class PendingPodAutoscaler:
 
     def _members(self, nodeset: NodeSet) -> list[NodeRecord]:
         requested = requested_nodes(nodeset)
-        return [
-            n
-            for n in self._nodes.by_index("nodeset", nodeset.metadata.name)
-            if not n.deleting and n.name not in requested
-        ]
+        return [n for n in nodeset_members(self._nodes, nodeset) if not n.deleting and n.name not in requested]
 
     def _room_in(self, candidate: _Candidate, *, ready_only: bool) -> list[NodeShape]:
         """What is left on the set's Nodes (Ready or on their way) and on the replicas not yet created; with
@@ -286,9 +283,9 @@ class PendingPodAutoscaler:
         members = self._members(candidate.nodeset)
         shapes = []
         now = time.time()
-        timeout = candidate.nodeset.spec.replacement.registration_timeout_seconds
+        spec = candidate.nodeset.spec
         for node in members:
-            if node.unschedulable or is_failed(node, now, timeout) or (ready_only and not is_ready(node)):
+            if node.unschedulable or is_failed(node, now, spec) or (ready_only and not is_ready(node)):
                 continue  # not coming: its machine failed
             free = dict(candidate.capacity) if not is_ready(node) else _units(node.allocatable, candidate.capacity)
             shapes.append(self._occupied(node, NodeShape(node.labels or candidate.labels, candidate.taints, free)))
@@ -383,7 +380,7 @@ class PendingPodAutoscaler:
 
     def _daemonset_overhead(self, nodeset: NodeSet) -> dict[str, int]:
         """What DaemonSet pods take on one of the set's Nodes, as observed on a Ready one (0 before any)."""
-        for node in self._nodes.by_index("nodeset", nodeset.metadata.name):
+        for node in nodeset_members(self._nodes, nodeset):
             if is_ready(node):
                 overhead: dict[str, int] = {}
                 for pod in self._bound.by_index("node", node.name):

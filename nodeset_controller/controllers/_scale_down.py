@@ -1,30 +1,53 @@
-"""NodeSet scale-down: which Nodes go first, and which count as failed.
+"""NodeSet scale-down and remediation: which Nodes go first, which count as failed, and how many may go.
 
 Victims are taken in this order, and within each group by the NodeSet's deletePolicy:
 
 1. Nodes asked for by name: listed in the NodeSet's ``kube-node.io/delete-requested-nodes`` (the autoscaler
    provider's DeleteNodes), or annotated ``kube-node.io/delete-requested`` (by a person);
-2. Nodes whose machine failed (see :func:`is_failed`);
+2. Nodes that failed (see :func:`failure_of`);
 3. Nodes that are not Ready;
 4. the rest: Oldest (created first), Newest (created last) or Random.
+
+Do no harm: a Node counts as failed only for a reason kube-node can show on it, never for a moment of
+NotReady or for an error reading the cloud, and :func:`remediation_budget` caps how many failed Nodes a set
+may remove at once. When more look failed than the cap, the fault is more likely in the observer (the
+control plane, the cloud's API, a deleted NodeClass) than in the fleet, so nothing is removed. The one
+exception is a Node whose machine was never made (its creation was refused): it has nothing to lose.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from ..api import (
     ANNOTATION_DELETE_REQUESTED,
+    ANNOTATION_MACHINE_ERROR,
     ANNOTATION_MACHINE_ERROR_CLASS,
+    ANNOTATION_MACHINE_ERROR_CODE,
+    ANNOTATION_MACHINE_ID,
     ANNOTATION_MACHINE_PHASE,
     TAINT_STARTUP,
     DeletePolicy,
+    NodeSetSpec,
 )
 from ..kube import NodeRecord
 
-#: Error classes after which a Node's machine will not come by retrying the same thing soon.
-_PERMANENT_ERROR_CLASSES = ("OutOfResources", "InvalidConfiguration")
+#: Error classes after which a machine will not come by retrying the same create soon.
+_REFUSED_CLASSES = ("OutOfResources", "InvalidConfiguration")
+#: Error codes that describe kube-node's view of the machine (a missing NodeClass, a failed read of the
+#: cloud), not the machine: they never make a Node failed.
+_OBSERVER_CODES = ("NODE_CLASS_NOT_FOUND", "MACHINE_UNKNOWN", "MACHINE_DESTROY_BLOCKED", "MACHINE_DESTROY_FAILED")
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Why a Node counts as failed, as its Events and conditions say it."""
+
+    reason: str  #: MachineFailed, MachineVanished, CreationRefused, NotRegistered or Unhealthy
+    message: str
 
 
 def is_ready(node: NodeRecord) -> bool:
@@ -32,23 +55,116 @@ def is_ready(node: NodeRecord) -> bool:
     return node.ready is True and not node.has_taint(TAINT_STARTUP)
 
 
-def is_failed(node: NodeRecord, now: float, registration_timeout: float) -> bool:
-    """Whether the Node's machine failed: it crashed or vanished, its creation was refused for quota or bad
-    configuration, or its kubelet has not reported Ready within the registration timeout."""
+def machine_gone(node: NodeRecord) -> bool:
+    """Whether the Node has no machine to drain: the provider says it failed or vanished, or none was ever
+    recorded and no kubelet reports from it (a Ready Node's machine runs, recorded or not)."""
     if node.annotations.get(ANNOTATION_MACHINE_PHASE) == "Failed":
         return True
-    if node.annotations.get(ANNOTATION_MACHINE_ERROR_CLASS) in _PERMANENT_ERROR_CLASSES:
+    return ANNOTATION_MACHINE_ID not in node.annotations and node.ready is not True
+
+
+def failure_of(node: NodeRecord, now: float, spec: NodeSetSpec) -> Failure | None:
+    """Why the Node counts as failed, or None. Only for reasons kube-node can show:
+
+    - its machine failed or vanished (the provider said so);
+    - its creation was refused (quota, bad configuration) and no machine is recorded;
+    - it never became Ready (it still carries the startup taint) within ``registrationTimeoutSeconds``;
+    - it was Ready, and one of ``healthCheck.unhealthyConditions`` has held for its timeout, measured from
+      the condition's last transition.
+    """
+    annotations = node.annotations
+    if annotations.get(ANNOTATION_MACHINE_PHASE) == "Failed":
+        error = annotations.get(ANNOTATION_MACHINE_ERROR, "its machine failed")
+        if annotations.get(ANNOTATION_MACHINE_ERROR_CODE) == "MACHINE_NOT_FOUND":
+            return Failure("MachineVanished", error)
+        return Failure("MachineFailed", error)
+    if (
+        ANNOTATION_MACHINE_ID not in annotations
+        and annotations.get(ANNOTATION_MACHINE_ERROR_CLASS) in _REFUSED_CLASSES
+        and annotations.get(ANNOTATION_MACHINE_ERROR_CODE) not in _OBSERVER_CODES
+    ):
+        return Failure("CreationRefused", annotations.get(ANNOTATION_MACHINE_ERROR, "its machine was refused"))
+    if node.has_taint(TAINT_STARTUP):  # never Ready yet: only the registration timeout applies
+        timeout = spec.replacement.registration_timeout_seconds
+        if node.ready is not True and now - node.created > timeout:
+            return Failure("NotRegistered", f"it did not become Ready within {timeout} s of its creation")
+        return None
+    for condition in spec.health_check.unhealthy_conditions:
+        for kind, status, since in node.conditions:
+            if kind != condition.type or status != condition.status:
+                continue
+            held = now - (since if since is not None else node.created)
+            if held >= condition.timeout_seconds:
+                return Failure(
+                    "Unhealthy",
+                    f"its condition {kind} has been {status} for {held:.0f} s "
+                    f"(healthCheck timeout {condition.timeout_seconds} s)",
+                )
+    return None
+
+
+def looks_unhealthy(node: NodeRecord, now: float, spec: NodeSetSpec) -> bool:
+    """Whether the Node failed or is on its way: one of the unhealthy conditions holds, however briefly. The
+    cap counts these, so that Nodes going dark together (a partition, a control plane that marks them all
+    Unknown) hold each other back even though their timeouts run out one after another."""
+    if failure_of(node, now, spec) is not None:
         return True
-    return node.ready is not True and now - node.created > registration_timeout
+    if node.has_taint(TAINT_STARTUP):
+        return False
+    return any(
+        kind == condition.type and status == condition.status
+        for condition in spec.health_check.unhealthy_conditions
+        for kind, status, _ in node.conditions
+    )
+
+
+def is_failed(node: NodeRecord, now: float, spec: NodeSetSpec) -> bool:
+    """Whether :func:`failure_of` finds a reason."""
+    return failure_of(node, now, spec) is not None
+
+
+def max_unhealthy(spec: NodeSetSpec, total: int) -> int:
+    """``healthCheck.maxUnhealthy`` for a set of ``total`` Nodes: a count, or a percentage rounded up."""
+    value = spec.health_check.max_unhealthy
+    if isinstance(value, int):
+        return value
+    percent = int(value.rstrip("%"))
+    return math.ceil(total * percent / 100)
+
+
+@dataclass(frozen=True)
+class RemediationBudget:
+    """Whether a NodeSet may remove its failed Nodes now, and the condition that says so."""
+
+    allowed: bool
+    failed: int
+    total: int
+    limit: int
+
+    @property
+    def message(self) -> str:
+        """The RemediationAllowed condition's message."""
+        if self.allowed:
+            return f"{self.failed} of {self.total} Nodes failed; up to {self.limit} may be removed or replaced at once"
+        return (
+            f"{self.failed} of {self.total} Nodes look failed or unhealthy, more than healthCheck.maxUnhealthy allows "
+            f"({self.limit}): removing none of them, since a fault this wide is more likely in the control "
+            "plane or the cloud's API than in the machines"
+        )
+
+
+def remediation_budget(spec: NodeSetSpec, failed: int, total: int) -> RemediationBudget:
+    """How many of ``failed`` (out of ``total``) Nodes may be removed for failure: all, or none."""
+    limit = max_unhealthy(spec, total)
+    return RemediationBudget(allowed=failed <= limit, failed=failed, total=total, limit=limit)
 
 
 def choose_victims(
     nodes: Sequence[NodeRecord],
     count: int,
-    policy: DeletePolicy,
+    spec: NodeSetSpec,
     *,
     now: float,
-    registration_timeout: float,
     requested: set[str] | frozenset[str] = frozenset(),
     rng: random.Random | None = None,
 ) -> list[NodeRecord]:
@@ -58,11 +174,12 @@ def choose_victims(
     rng = rng or random.Random()
     shuffled = list(nodes)
     rng.shuffle(shuffled)  # Random policy; also breaks ties fairly for the others
+    policy: DeletePolicy = spec.delete_policy
 
     def group(node: NodeRecord) -> int:
         if node.name in requested or ANNOTATION_DELETE_REQUESTED in node.annotations:
             return 0
-        if is_failed(node, now, registration_timeout):
+        if is_failed(node, now, spec):
             return 1
         if not is_ready(node):
             return 2

@@ -7,6 +7,7 @@ below, and of the annotations only kube-node's own.
 from __future__ import annotations
 
 import datetime
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from ._client import JSON
 from ._quantity import resource_list
 
 _OWN_PREFIX = f"{GROUP}/"
+_OWNER_API = re.compile(rf"^{re.escape(GROUP)}/[^/]+$")
 
 
 def now_rfc3339(*, micro: bool = False, at: float | None = None) -> str:
@@ -64,8 +66,11 @@ class NodeRecord:
     unschedulable: bool
     ready: bool | None  #: the Ready condition: True, False, or None when Unknown or absent
     ready_changed: float | None  #: when the Ready condition last changed
+    #: every condition as (type, status, lastTransitionTime in seconds since the epoch or None)
+    conditions: tuple[tuple[str, str, float | None], ...] = ()
     allocatable: dict[str, str] = field(default_factory=dict)
-    owner_uid: str = ""  #: the uid of the NodeSet that owns it (its controller ownerReference), if any
+    #: the uid of the NodeSet that owns it (its controller ownerReference, which the NodeSet wrote), if any
+    owner_uid: str = ""
 
     @classmethod
     def from_json(cls, obj: JSON) -> NodeRecord:
@@ -75,10 +80,14 @@ class NodeRecord:
         status = obj.get("status") or {}
         ready: bool | None = None
         ready_changed: float | None = None
-        for condition in status.get("conditions") or []:
-            if condition.get("type") == "Ready":
-                ready = {"True": True, "False": False}.get(condition.get("status", ""))
-                ready_changed = parse_time(condition.get("lastTransitionTime"))
+        conditions = tuple(
+            (c.get("type", ""), c.get("status", ""), parse_time(c.get("lastTransitionTime")))
+            for c in status.get("conditions") or []
+        )
+        for kind, state, since in conditions:
+            if kind == "Ready":
+                ready = {"True": True, "False": False}.get(state)
+                ready_changed = since
         return cls(
             name=meta["name"],
             uid=meta.get("uid", ""),
@@ -93,9 +102,15 @@ class NodeRecord:
             unschedulable=bool(spec.get("unschedulable")),
             ready=ready,
             ready_changed=ready_changed,
+            conditions=conditions,
             allocatable=dict(status.get("allocatable") or {}),
             owner_uid=next(
-                (o.get("uid", "") for o in meta.get("ownerReferences") or () if o.get("kind") == "NodeSet"), ""
+                (
+                    o.get("uid", "")
+                    for o in meta.get("ownerReferences") or ()
+                    if o.get("kind") == "NodeSet" and o.get("controller") and _OWNER_API.match(o.get("apiVersion", ""))
+                ),
+                "",
             ),
         )
 

@@ -13,6 +13,7 @@ createFailureRate      share of creates refused with a quota error, 0..1 (defaul
 maxMachines            creates beyond this many live machines of the class are refused (quota)
 destroyFailureRate     share of destroys that fail with a transient error, 0..1 (default 0)
 crashAfterSeconds      a Running machine fails this long after it booted (default: never)
+reportCreationTime     "false": machines are listed without their creation time, as some clouds do
 =====================  ========================================================================
 
 The simulated kubelets that run on these machines live in :mod:`._simkubelet`.
@@ -20,6 +21,7 @@ The simulated kubelets that run on these machines live in :mod:`._simkubelet`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sqlite3
@@ -60,6 +62,7 @@ class SimulatorSettings:
     max_machines: int | None = None
     destroy_failure_rate: float = 0.0
     crash_after: float | None = None
+    report_creation_time: bool = True
 
     @classmethod
     def from_nodeclass(cls, nodeclass: NodeClass) -> SimulatorSettings:
@@ -93,6 +96,7 @@ class SimulatorSettings:
             max_machines=None if max_machines is None else int(max_machines),
             destroy_failure_rate=number("destroyFailureRate") or 0.0,
             crash_after=number("crashAfterSeconds"),
+            report_creation_time=str(options.get("reportCreationTime", "true")).lower() not in ("false", "0"),
         )
 
 
@@ -209,9 +213,9 @@ class SimulatorCloud:
                 return existing
             if settings.create_failure_rate and self._random.random() < settings.create_failure_rate:
                 self.create_log.append((spec.name, time.monotonic(), "QUOTA_EXCEEDED"))
-                raise QuotaExceededError(
+                raise QuotaExceededError(  # with a request id that changes every time, as a real cloud's does
                     f"simulator: quota exceeded creating {spec.name} for NodeClass {spec.nodeclass} "
-                    f"(createFailureRate={settings.create_failure_rate:g})"
+                    f"(createFailureRate={settings.create_failure_rate:g}; request id {uuid.uuid4()})"
                 )
             if settings.max_machines is not None:
                 live = sum(1 for m in self._machines.values() if m.nodeclass == spec.nodeclass)
@@ -304,21 +308,25 @@ class SimulatorProvider:
 
     def create(self, spec: MachineSpec) -> Machine:
         """Create (or return) the machine."""
-        return self._cloud.create(spec, self._settings).to_machine(time.time())
+        return self._seen(self._cloud.create(spec, self._settings), time.time())
 
     def get(self, name: str) -> Machine | None:
         """The machine, or None."""
         machine = self._cloud.get(name)
-        return None if machine is None else machine.to_machine(time.time())
+        return None if machine is None else self._seen(machine, time.time())
 
     def list(self) -> list[Machine]:
         """This cluster's machines of this NodeClass."""
         now = time.time()
         return [
-            m.to_machine(now)
+            self._seen(m, now)
             for m in self._cloud.machines()
             if m.cluster == self._cluster and m.nodeclass == self._nodeclass
         ]
+
+    def _seen(self, machine: SimulatedMachine, now: float) -> Machine:
+        seen = machine.to_machine(now)
+        return seen if self._settings.report_creation_time else dataclasses.replace(seen, created_at=None)
 
     def destroy(self, name: str) -> None:
         """Destroy the machine (missing is fine)."""

@@ -22,10 +22,11 @@ from nodeset_controller.api import (
     ANNOTATION_MACHINE_ID,
     ANNOTATION_MACHINE_PHASE,
     FINALIZER_MACHINE,
+    LABEL_NODECLASS,
     TAINT_STARTUP,
 )
 from nodeset_controller.controllers import FAILPOINT_ENV, Manager
-from nodeset_controller.kube import LEASES, NODECLASSES, NODES, ApiError, KubeClient, Resource
+from nodeset_controller.kube import LEASES, NODECLASSES, NODES, ApiError, KubeClient, Resource, now_rfc3339
 from nodeset_controller.providers import MachineSpec, SimulatorCloud, SimulatorSettings, machine_name
 from tests.conftest import Kubectl, eventually, managed_node, simulator_nodeclass
 
@@ -340,3 +341,74 @@ def test_a_node_whose_nodeclass_is_missing_gets_an_event_and_no_machine(kube: Ku
     # When the class appears, the Node gets its machine.
     kube.create(NODECLASSES, simulator_nodeclass("nowhere"))
     eventually(lambda: is_ready(kube.get(NODES, "lost")), timeout=30, what="the Node to become Ready")
+
+
+def test_a_ready_node_is_proof_that_its_machine_runs_while_the_provider_still_says_creating(
+    kube: KubeClient, manager: Manager
+) -> None:
+    kube.create(NODECLASSES, simulator_nodeclass(bootDelaySeconds=3600))  # the cloud says "creating" for an hour
+    kube.create(NODES, managed_node("early"))
+    eventually(
+        lambda: node_when(kube, "early", lambda n: annotations_of(n).get(ANNOTATION_MACHINE_PHASE) == "Creating"),
+        what="the machine recorded as Creating",
+    )
+    # A kubelet reports Ready (a real machine's, which the cloud's API has not caught up with).
+    stamp = now_rfc3339()
+    ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "lastTransitionTime": stamp}
+    kube.patch(NODES, "early", {"status": {"conditions": [ready]}}, subresource="status")
+
+    node = eventually(
+        lambda: node_when(kube, "early", lambda n: annotations_of(n).get(ANNOTATION_MACHINE_PHASE) == "Running"),
+        timeout=15,
+        what="the machine recorded as Running",
+    )
+    assert not has_startup_taint(node)
+
+
+def test_a_node_that_lost_its_nodeclass_label_keeps_its_machine_and_its_deletion_still_destroys_it(
+    kube: KubeClient, manager: Manager
+) -> None:
+    manager.node_controller.settings = dataclasses.replace(manager.node_controller.settings, orphan_grace=0.5)
+    kube.create(NODECLASSES, simulator_nodeclass())
+    kube.create(NODES, managed_node("unlabelled"))
+    node = eventually(lambda: node_when(kube, "unlabelled", is_ready), what="the Node Ready")
+    assert manager.simulator is not None
+    (machine,) = manager.simulator.machines()
+    assert machine.name == machine_name("unlabelled", node["metadata"]["uid"])
+
+    kube.patch(NODES, "unlabelled", {"metadata": {"labels": {LABEL_NODECLASS: None}}})  # gone from kube-node's cache
+    warned = eventually(
+        lambda: manager.recorder.flush() or events_for(kube, "unlabelled", "NodeClassLabelRemoved"),
+        timeout=15,
+        what="the Node told that it lost its label",
+    )
+    assert warned[0]["type"] == "Warning"
+    assert machine.name in warned[0]["message"]
+    time.sleep(3)  # three sweeps past the grace period
+    assert [m.name for m in manager.simulator.machines()] == [machine.name]
+    assert manager.node_controller.orphans_destroyed == 0
+
+    # Deleting it keeps the finalizer's promise: the machine goes first, then the Node.
+    kube.delete(NODES, "unlabelled")
+    eventually(lambda: node_or_none(kube, "unlabelled") is None, timeout=15, what="the Node gone")
+    assert manager.simulator.machines() == []
+
+
+def test_a_machine_listed_without_a_creation_time_gets_its_grace_from_when_it_was_first_seen(
+    kube: KubeClient, manager: Manager
+) -> None:
+    kube.create(NODECLASSES, simulator_nodeclass(reportCreationTime="false"))
+    assert manager.simulator is not None
+    spec = MachineSpec(
+        name="stray-1234abcd",
+        node_name="stray",
+        node_uid="1234abcd",
+        nodeclass="sim",
+        cluster="kube-node",
+        provider_id="kube-node://sim/stray",
+    )
+    manager.simulator.create(spec, SimulatorSettings())
+    manager.node_controller.settings = dataclasses.replace(manager.node_controller.settings, orphan_grace=4.0)
+    time.sleep(2.5)  # sweeps once a second: the first saw it, none may destroy it yet
+    assert manager.simulator.get("stray-1234abcd") is not None
+    eventually(lambda: manager.simulator.get("stray-1234abcd") is None, timeout=15, what="the orphan destroyed")
