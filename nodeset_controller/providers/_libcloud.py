@@ -12,14 +12,21 @@ read back to recognise our machines:
   doubles as the RunInstances ClientToken, so EC2 itself refuses to make a second machine of that name.
 - gce: labels (``ex_labels``; values sanitised to GCE's ``[a-z0-9_-]{0,63}``, ``.`` becoming ``_``) for
   people and the console, and the exact values again as instance metadata (``ex_metadata``, next to
-  ``user-data``); read back from the metadata, falling back to the labels.
+  ``user-data``); read back from the metadata, falling back to the labels (cut at 63 characters, see below).
 - openstack: server metadata (``ex_metadata``); read from ``node.extra["metadata"]``; exact values.
 - digitalocean and linode: tags, a list of ``key:value`` strings (``ex_create_attr["tags"]`` for
   digitalocean, whose create_node has no ``ex_tags``; ``ex_tags`` for linode), sanitised to the tag charset
   ``[A-Za-z0-9_:-]`` with ``.`` becoming ``_``; read from ``node.extra["tags"]``. Kubernetes names never
-  contain ``_``, so ``_`` reads back as ``.``; a value cut to the length limit reads back cut.
+  contain ``_``, so ``_`` reads back as ``.``. A tag is cut to the length limit (255 characters for
+  digitalocean, 50 for linode, where a Node name of more than 35 characters no longer fits) and reads back
+  cut.
 - equinixmetal: sent as device tags, but the driver does not expose tags on the nodes it returns.
 - every other driver: no tags.
+
+A machine whose node name tag may have been cut comes back with ``node_name_truncated``: its ``node_name`` is
+only the start of its Node's name, and the Node must be found by the full machine name. A cut cluster tag
+reads the same for every cluster whose name starts the same, so such a machine comes back with
+``cluster=None`` (below). A machine just created or found by ``create`` carries the exact values it was sent.
 
 Where tags cannot be read back (equinixmetal, and drivers without a dialect here), our machines are
 recognised by name alone: a node counts as ours if its name has the shape :func:`machine_name` produces
@@ -287,17 +294,26 @@ class LibcloudProvider:
 
     def _to_machine(self, node: Any, spec: MachineSpec | None = None) -> Machine:
         tags = self._dialect.read_tags(node)
-        if not self._dialect.reads_tags and spec is not None:
-            tags = spec.tags  # what we just sent, since the driver cannot show it
+        cut = self._dialect.cut_tags(node)
         cluster = tags.get(TAG_CLUSTER)
         if self._dialect.reads_tags and self._dialect.owns(node, self._cluster):
             cluster = self._cluster  # exact, even where the tag had to be sanitised
+        if TAG_CLUSTER in cut:
+            # The cut tag reads the same for every cluster whose name starts the same: not proof that the
+            # machine is this cluster's, and the sweep must never collect another cluster's machines.
+            cluster = None
+        if spec is not None:
+            # The machine just created or found for spec (its name is spec's): what we sent is exact, where
+            # the driver shows the tags cut or not at all.
+            tags, cut = spec.tags, frozenset()
+            cluster = spec.cluster
         state = _node_state(node, self._provider)
         return Machine(
             name=str(node.name),
             id=str(node.id),
             state=state,
             node_name=tags.get(TAG_NODE),
+            node_name_truncated=TAG_NODE in cut,
             nodeclass=tags.get(TAG_NODECLASS),
             cluster=cluster,
             created_at=_created_at(node),
@@ -447,6 +463,11 @@ class _Dialect:
         """Whether ``node`` is tagged as ``cluster``'s."""
         return self.read_tags(node).get(TAG_CLUSTER) == cluster
 
+    def cut_tags(self, node: Any) -> frozenset[str]:
+        """Which of our tags on ``node`` may have been cut to the provider's length limit, so that
+        ``read_tags`` gives only the start of the value sent (a value exactly at the limit counts too)."""
+        return frozenset()
+
     def add_tags(self, kwargs: dict[str, Any], extra: dict[str, Any], spec: MachineSpec) -> None:
         """Put ``spec.tags`` into create_node's ``kwargs``, merged with the user's ``extra`` arguments."""
         return None
@@ -521,12 +542,13 @@ class _Gce(_Dialect):
     reads_tags = True
     image_hint = "not in this project nor in GCE's public image projects (by name or family prefix)"
     _LABEL = re.compile(r"[^a-z0-9_-]")
+    _MAX = 63  #: characters in a label value
 
     def list_kwargs(self, cluster: str) -> dict[str, Any]:
         return {"ex_zone": "all"}
 
     def _label(self, value: str) -> str:
-        return self._LABEL.sub("-", value.lower().replace(".", "_"))[:63]
+        return self._LABEL.sub("-", value.lower().replace(".", "_"))[: self._MAX]
 
     def _exact(self, node: Any) -> dict[str, str]:
         metadata = node.extra.get("metadata") or {}
@@ -546,6 +568,11 @@ class _Gce(_Dialect):
         if exact is not None:
             return exact == cluster
         return _string_dict(node.extra.get("labels")).get(TAG_CLUSTER) == self._label(cluster)
+
+    def cut_tags(self, node: Any) -> frozenset[str]:
+        exact = self._exact(node)
+        labels = _string_dict(node.extra.get("labels"))
+        return frozenset(key for key in _OUR_TAGS if key not in exact and len(labels.get(key, "")) >= self._MAX)
 
     def add_user_data(
         self, kwargs: dict[str, Any], extra: dict[str, Any], user_data: str, driver: Any, provider: str
@@ -608,6 +635,9 @@ class _TagList(_Dialect):
     def owns(self, node: Any, cluster: str) -> bool:
         raw = self._raw(node).get(TAG_CLUSTER)
         return raw is not None and self._tag(TAG_CLUSTER, cluster) == f"{TAG_CLUSTER}:{raw}"
+
+    def cut_tags(self, node: Any) -> frozenset[str]:
+        return frozenset(key for key, value in self._raw(node).items() if len(f"{key}:{value}") >= self._MAX)
 
 
 class _DigitalOcean(_TagList):
