@@ -36,11 +36,14 @@ ownership was inferred, not proven: never garbage-collect one that no Node claim
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -65,6 +68,13 @@ _Nodes = list[Any]  # libcloud Nodes; an alias, since LibcloudProvider.list shad
 
 _OUR_TAGS = (TAG_CLUSTER, TAG_NODE, TAG_NODECLASS)
 _DEFAULT_TIMEOUT = 60.0
+#: How long one listing of the account's machines answers every get, list and create of a provider (seconds):
+#: about two of the NodeController's boot polls (1 s), so that however many Nodes boot, a NodeClass costs
+#: one list call per interval instead of one per booting Node per second.
+LISTING_MAX_AGE = 2.0
+#: How long a machine this provider created is taken to exist while listings do not show it yet (clouds'
+#: listings lag behind their creates), before it is believed gone (seconds).
+_UNLISTED_GRACE = 300.0
 _MAX_DETAIL = 600
 
 # libcloud's NodeState values (strings), mapped to ours.
@@ -107,6 +117,11 @@ class LibcloudProvider:
     size, image and location a NodeClass resolves to, which are looked up once per thread and cached.
     Credentials are kept only to build drivers and to scrub them out of error messages; they are never
     logged.
+
+    Every get, list and create reads one shared listing of the account, at most ``listing_max_age`` seconds
+    old (see :class:`_SharedListing`); destroy lists afresh, since a machine it missed would outlive its
+    Node. A machine this provider created is shown until a listing shows it (or for ``_UNLISTED_GRACE``),
+    so a get right after a create never reports it missing, whatever the listing's age or the cloud's lag.
     """
 
     def __init__(
@@ -117,6 +132,7 @@ class LibcloudProvider:
         *,
         driver_factory: DriverFactory | None = None,
         timeout: float = _DEFAULT_TIMEOUT,
+        listing_max_age: float = LISTING_MAX_AGE,
     ) -> None:
         self._nodeclass = nodeclass
         self._provider = nodeclass.spec.provider
@@ -126,6 +142,10 @@ class LibcloudProvider:
         self._factory: DriverFactory = driver_factory or self._default_driver
         self._dialect = _dialect_for(self._provider)
         self._local = threading.local()
+        self._listing = _SharedListing(self._fetch_ours, listing_max_age)
+        self._lock = threading.Lock()
+        #: machines created here and not yet seen in a listing: name -> (monotonic time of the create, node)
+        self._unlisted: dict[str, tuple[float, Any]] = {}
 
     def __repr__(self) -> str:
         return f"LibcloudProvider(provider={self._provider!r}, nodeclass={self._nodeclass.metadata.name!r})"
@@ -150,6 +170,8 @@ class LibcloudProvider:
         node = self._call(f"create machine {spec.name}", lambda: driver.create_node(**kwargs))
         if isinstance(node, list):  # EC2 returns a list when asked for more than one instance
             node = node[0]
+        with self._lock:
+            self._unlisted[spec.name] = (time.monotonic(), node)
         machine = self._to_machine(node, spec)
         _log.info("%s created machine %s (id %s) for node %s", self._provider, spec.name, machine.id, spec.node_name)
         return machine
@@ -167,7 +189,15 @@ class LibcloudProvider:
     def destroy(self, name: str) -> None:
         """Destroy every live machine of ours called ``name``; succeed if there is none."""
         driver = self._driver()
-        for node in self._list_ours():
+        try:
+            self._destroy(driver, name)
+        finally:
+            self._listing.invalidate()  # it may show the machine alive; the next get lists again
+        with self._lock:
+            self._unlisted.pop(name, None)
+
+    def _destroy(self, driver: Any, name: str) -> None:
+        for node in self._list_ours(fresh=True):
             if node.name != name or _node_state(node, self._provider) is MachineState.TERMINATED:
                 continue
             try:
@@ -274,14 +304,31 @@ class LibcloudProvider:
 
     # -- finding our machines --------------------------------------------------------------------------
 
-    def _list_ours(self) -> _Nodes:
+    def _list_ours(self, *, fresh: bool = False) -> _Nodes:
+        """Our machines: the shared listing (with ``fresh``, one started after this call), and the machines
+        created here that no listing has shown yet."""
+        nodes = self._listing.nodes(fresh=fresh)
+        now = time.monotonic()
+        with self._lock:
+            if not self._unlisted:
+                return nodes
+            listed = {str(node.id) for node in nodes}
+            unlisted = []
+            for name, (created, node) in list(self._unlisted.items()):
+                if str(node.id) in listed or now - created >= _UNLISTED_GRACE:
+                    del self._unlisted[name]
+                else:
+                    unlisted.append(node)
+        return [*nodes, *unlisted]  # listed first: _find prefers what the cloud shows now
+
+    def _fetch_ours(self) -> _Nodes:
         driver = self._driver()
         kwargs = self._dialect.list_kwargs(self._cluster)
         nodes = self._call("list machines", lambda: driver.list_nodes(**kwargs))
         return [node for node in nodes if self._is_ours(node)]
 
-    def _find(self, name: str) -> Any | None:
-        matches = [node for node in self._list_ours() if node.name == name]
+    def _find(self, name: str, *, fresh: bool = False) -> Any | None:
+        matches = [node for node in self._list_ours(fresh=fresh) if node.name == name]
         if not matches:
             return None
         live = [node for node in matches if _node_state(node, self._provider) is not MachineState.TERMINATED]
@@ -423,6 +470,83 @@ class LibcloudProvider:
         if found is None:
             raise _not_found(self._provider, "image", wanted, "no image has that id or name")
         return found
+
+
+# -- the shared listing -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Flight:
+    """One listing call: who started it when, and what it returned."""
+
+    seq: int
+    started: float  #: monotonic
+    done: threading.Event = field(default_factory=threading.Event)
+    nodes: _Nodes = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class _SharedListing:
+    """One listing of the account's machines, shared by every thread of a provider for ``max_age`` seconds.
+
+    A caller within ``max_age`` of the last listing's start gets that listing; a caller that comes while a
+    listing runs waits for it instead of starting another, so many threads polling at once cost one call. A
+    ``fresh`` caller gets a listing started after it asked (it must see every change made before). A failure
+    is not kept: the callers waiting on that listing get its error, and the next caller lists again.
+    ``invalidate`` makes every listing started so far unusable.
+    """
+
+    def __init__(self, fetch: Callable[[], _Nodes], max_age: float) -> None:
+        self._fetch = fetch
+        self._max_age = max_age
+        self._lock = threading.Lock()
+        self._started = 0  #: listings started so far; a listing's seq is its number
+        self._valid_from = 1  #: the first seq that may still be used
+        self._last: _Flight | None = None  #: the newest listing that succeeded
+        self._running: _Flight | None = None  #: the newest listing started, while it runs
+
+    def nodes(self, *, fresh: bool = False) -> _Nodes:
+        """The listing, at most ``max_age`` old, or started after this call with ``fresh``."""
+        with self._lock:
+            now = time.monotonic()
+            oldest = self._started + 1 if fresh else self._valid_from
+            last = self._last
+            if last is not None and last.seq >= oldest and now - last.started < self._max_age:
+                return last.nodes
+            running = self._running
+            if running is not None and running.seq >= oldest:
+                flight, mine = running, False
+            else:
+                self._started += 1
+                flight = self._running = _Flight(self._started, now)
+                mine = True
+        if mine:
+            self._run(flight)
+        else:
+            flight.done.wait()
+        if flight.error is not None:
+            # Each waiter raises its own copy: one exception raised in many threads would share a traceback.
+            raise flight.error if mine else copy.copy(flight.error)
+        return flight.nodes
+
+    def invalidate(self) -> None:
+        """Forget every listing started so far (a machine was destroyed: they may show it alive)."""
+        with self._lock:
+            self._valid_from = self._started + 1
+            self._last = None
+
+    def _run(self, flight: _Flight) -> None:
+        try:
+            flight.nodes = self._fetch()
+        except BaseException as error:
+            flight.error = error
+        with self._lock:
+            if self._running is flight:
+                self._running = None
+            usable = flight.error is None and flight.seq >= self._valid_from
+            if usable and (self._last is None or flight.seq > self._last.seq):
+                self._last = flight
+        flight.done.set()
 
 
 # -- per-driver differences ----------------------------------------------------------------------------

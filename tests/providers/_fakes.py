@@ -94,12 +94,14 @@ class TaggingDriver:
         self.lock = threading.Lock()
         self.before_list: Callable[[], None] = lambda: None
         self.on_create: Callable[[Node], Node] = lambda node: node
+        #: machine names listings do not show yet (a cloud's eventual consistency)
+        self.hidden: set[str] = set()
 
     def list_nodes(self, **kwargs: Any) -> list[Node]:
         self.before_list()
         with self.lock:
             self.list_calls += 1
-            return list(self.machines)
+            return [node for node in self.machines if node.name not in self.hidden]
 
     def list_sizes(self, location: Any = None) -> list[NodeSize]:
         return [NodeSize("small", "small", 2048, 20, 0, 0.01, self)]
