@@ -119,9 +119,10 @@ class LibcloudProvider:
     logged.
 
     Every get, list and create reads one shared listing of the account, at most ``listing_max_age`` seconds
-    old (see :class:`_SharedListing`); destroy lists afresh, since a machine it missed would outlive its
-    Node. A machine this provider created is shown until a listing shows it (or for ``_UNLISTED_GRACE``),
-    so a get right after a create never reports it missing, whatever the listing's age or the cloud's lag.
+    old (see :class:`_SharedListing`); destroy, and a create after one whose outcome is unknown, list afresh,
+    since a machine they missed would outlive its Node or get a twin. A machine this provider created is
+    shown until a listing shows it (or for ``_UNLISTED_GRACE``), so a get right after a create never reports
+    it missing, whatever the listing's age or the cloud's lag.
     """
 
     def __init__(
@@ -146,6 +147,8 @@ class LibcloudProvider:
         self._lock = threading.Lock()
         #: machines created here and not yet seen in a listing: name -> (monotonic time of the create, node)
         self._unlisted: dict[str, tuple[float, Any]] = {}
+        #: names whose last create failed without saying whether the machine was made
+        self._unsure: set[str] = set()
 
     def __repr__(self) -> str:
         return f"LibcloudProvider(provider={self._provider!r}, nodeclass={self._nodeclass.metadata.name!r})"
@@ -158,8 +161,18 @@ class LibcloudProvider:
     # -- MachineProvider -------------------------------------------------------------------------------
 
     def create(self, spec: MachineSpec) -> Machine:
-        """Create machine ``spec.name`` or, if a machine of ours by that name exists, return it."""
-        existing = self._find(spec.name)
+        """Create machine ``spec.name`` or, if a machine of ours by that name exists, return it.
+
+        Only EC2 takes an idempotency token: elsewhere, a create that failed without saying whether the
+        machine was made (a timeout, a dropped connection, a 5xx) may have made it. The next create of that
+        name then looks in a listing started after it asked, never the shared one from before, and finds
+        the machine instead of making a second."""
+        with self._lock:
+            unsure = spec.name in self._unsure
+        existing = self._find(spec.name, fresh=unsure)
+        if unsure:
+            with self._lock:
+                self._unsure.discard(spec.name)  # only now: a failed listing must leave the next one fresh too
         if existing is not None:
             _log.info(
                 "%s machine %s already exists (id %s); not creating another", self._provider, spec.name, existing.id
@@ -167,7 +180,13 @@ class LibcloudProvider:
             return self._to_machine(existing, spec)
         driver = self._driver()
         kwargs = self._create_kwargs(driver, spec)
-        node = self._call(f"create machine {spec.name}", lambda: driver.create_node(**kwargs))
+        try:
+            node = self._call(f"create machine {spec.name}", lambda: driver.create_node(**kwargs))
+        except ProviderError as error:
+            if not _refused(error):
+                with self._lock:
+                    self._unsure.add(spec.name)
+            raise
         if isinstance(node, list):  # EC2 returns a list when asked for more than one instance
             node = node[0]
         with self._lock:
@@ -195,6 +214,7 @@ class LibcloudProvider:
             self._listing.invalidate()  # it may show the machine alive; the next get lists again
         with self._lock:
             self._unlisted.pop(name, None)
+            self._unsure.discard(name)  # the fresh listing above destroyed whatever a create had made
 
     def _destroy(self, driver: Any, name: str) -> None:
         for node in self._list_ours(fresh=True):
@@ -918,6 +938,13 @@ def classify_error(
             code="PROVIDER_UNAVAILABLE",
         )
     return ProviderError(message(type(error).__name__, "see the provider's message"), code="PROVIDER_ERROR")
+
+
+def _refused(error: ProviderError) -> bool:
+    """Whether a failed create certainly made no machine: the provider refused it for quota, capacity or
+    throttling. Anything else (a timeout, a dropped connection, a 5xx, an error kube-node cannot classify, even
+    a bad configuration caught late) may have come after the cloud made the machine."""
+    return error.error_class is ErrorClass.OUT_OF_RESOURCES or error.code == "RATE_LIMITED"
 
 
 def _is_credentials_error(error: BaseException, invalid_creds: type[BaseException]) -> bool:

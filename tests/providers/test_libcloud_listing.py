@@ -12,12 +12,15 @@ import threading
 import time
 
 import pytest
+from libcloud.common.exceptions import BaseHTTPError
+from libcloud.compute.base import Node
 
 from nodeset_controller.providers import (
     LibcloudProvider,
     MachineSpec,
     MachineState,
     ProviderError,
+    QuotaExceededError,
     _libcloud,
     machine_name,
 )
@@ -174,3 +177,87 @@ def test_destroy_finds_a_machine_just_created_that_listings_do_not_show_yet() ->
 
     assert driver.destroyed == [name]
     assert provider.get(name) is None
+
+
+# -- a create whose outcome is unknown -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (TimeoutError("The read operation timed out"), "TIMEOUT"),
+        (ConnectionResetError(104, "Connection reset by peer"), "CONNECTION_FAILED"),
+        (BaseHTTPError(502, "Bad Gateway"), "PROVIDER_UNAVAILABLE"),
+        (ValueError("unexpected answer"), "PROVIDER_ERROR"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+@pytest.mark.parametrize("provider_name", ["digitalocean", "linode", "openstack", "gce"])
+def test_a_create_that_failed_after_the_machine_was_made_is_found_on_retry_not_made_twice(
+    provider_name: str, error: Exception, code: str
+) -> None:
+    driver = TaggingDriver(provider_name)
+    provider = _provider(driver)
+    spec = _spec("web-1")
+
+    def made_then_failed(node: Node) -> Node:
+        raise error  # the cloud made the machine; its answer never arrived
+
+    driver.on_create = made_then_failed
+    with pytest.raises(ProviderError) as raised:
+        provider.create(spec)
+    assert raised.value.code == code
+    driver.on_create = lambda node: node
+
+    machine = provider.create(spec)  # the controller's retry, well within the listing's interval
+
+    assert len(driver.created) == 1
+    assert machine.id == f"id-{spec.name}" and machine.name == spec.name
+    assert driver.list_calls == 2  # the retry listed afresh
+    provider.create(spec)
+    assert driver.list_calls == 2  # and only that once: the outcome is known again
+
+
+def test_a_create_the_provider_refused_is_retried_from_the_shared_listing() -> None:
+    driver = TaggingDriver("linode")
+    provider = _provider(driver)
+
+    def refused(node: Node) -> Node:
+        driver.machines.remove(node)  # nothing was made
+        raise BaseHTTPError(400, "InstanceLimitExceeded: you have requested more instances than your limit")
+
+    driver.on_create = refused
+    with pytest.raises(QuotaExceededError):
+        provider.create(_spec("web-1"))
+    driver.on_create = lambda node: node
+
+    provider.create(_spec("web-1"))
+
+    assert len(driver.created) == 2 and len(driver.machines) == 1
+    assert driver.list_calls == 1  # a refusal leaves nothing to look for
+
+
+def test_a_retry_whose_fresh_listing_failed_leaves_the_next_retry_listing_afresh() -> None:
+    driver = TaggingDriver("linode")
+    provider = _provider(driver)
+    spec = _spec("web-1")
+
+    def made_then_timed_out(node: Node) -> Node:
+        raise TimeoutError("The read operation timed out")
+
+    driver.on_create = made_then_timed_out
+    with pytest.raises(ProviderError):
+        provider.create(spec)
+    driver.on_create = lambda node: node
+    failures = [ConnectionResetError(104, "Connection reset by peer")]
+
+    def flaky() -> None:
+        if failures:
+            raise failures.pop()
+
+    driver.before_list = flaky
+    with pytest.raises(ProviderError):
+        provider.create(spec)  # the fresh listing failed: nothing learnt
+    machine = provider.create(spec)
+
+    assert len(driver.created) == 1 and machine.name == spec.name
