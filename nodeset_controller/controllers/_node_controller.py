@@ -580,8 +580,14 @@ class NodeController:
         return False
 
     def _owned(self, machine: Machine) -> bool:
-        node = self._nodes.get(machine.node_name or "")
-        return node is not None and machine_name(node.name, node.uid) == machine.name
+        """Whether a Node's name and uid give this machine's full name. A node name tag the provider cut short
+        is never looked up as a name (it may name no Node, or another): it only narrows the Nodes to try."""
+        if machine.node_name_truncated:
+            prefix = machine.node_name or ""
+            nodes = [node for node in self._nodes.list() if node.name.startswith(prefix)]
+        else:
+            nodes = [node for node in (self._nodes.get(machine.node_name or ""),) if node is not None]
+        return any(machine_name(node.name, node.uid) == machine.name for node in nodes)
 
 
 def _nodeclass_ref(nodeclass: NodeClass) -> ObjectReference:

@@ -12,14 +12,21 @@ read back to recognise our machines:
   doubles as the RunInstances ClientToken, so EC2 itself refuses to make a second machine of that name.
 - gce: labels (``ex_labels``; values sanitised to GCE's ``[a-z0-9_-]{0,63}``, ``.`` becoming ``_``) for
   people and the console, and the exact values again as instance metadata (``ex_metadata``, next to
-  ``user-data``); read back from the metadata, falling back to the labels.
+  ``user-data``); read back from the metadata, falling back to the labels (cut at 63 characters, see below).
 - openstack: server metadata (``ex_metadata``); read from ``node.extra["metadata"]``; exact values.
 - digitalocean and linode: tags, a list of ``key:value`` strings (``ex_create_attr["tags"]`` for
   digitalocean, whose create_node has no ``ex_tags``; ``ex_tags`` for linode), sanitised to the tag charset
   ``[A-Za-z0-9_:-]`` with ``.`` becoming ``_``; read from ``node.extra["tags"]``. Kubernetes names never
-  contain ``_``, so ``_`` reads back as ``.``; a value cut to the length limit reads back cut.
+  contain ``_``, so ``_`` reads back as ``.``. A tag is cut to the length limit (255 characters for
+  digitalocean, 50 for linode, where a Node name of more than 35 characters no longer fits) and reads back
+  cut.
 - equinixmetal: sent as device tags, but the driver does not expose tags on the nodes it returns.
 - every other driver: no tags.
+
+A machine whose node name tag may have been cut comes back with ``node_name_truncated``: its ``node_name`` is
+only the start of its Node's name, and the Node must be found by the full machine name. A cut cluster tag
+reads the same for every cluster whose name starts the same, so such a machine comes back with
+``cluster=None`` (below). A machine just created or found by ``create`` carries the exact values it was sent.
 
 Where tags cannot be read back (equinixmetal, and drivers without a dialect here), our machines are
 recognised by name alone: a node counts as ours if its name has the shape :func:`machine_name` produces
@@ -29,11 +36,14 @@ ownership was inferred, not proven: never garbage-collect one that no Node claim
 
 from __future__ import annotations
 
+import copy
 import inspect
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -58,6 +68,13 @@ _Nodes = list[Any]  # libcloud Nodes; an alias, since LibcloudProvider.list shad
 
 _OUR_TAGS = (TAG_CLUSTER, TAG_NODE, TAG_NODECLASS)
 _DEFAULT_TIMEOUT = 60.0
+#: How long one listing of the account's machines answers every get, list and create of a provider (seconds):
+#: about two of the NodeController's boot polls (1 s), so that however many Nodes boot, a NodeClass costs
+#: one list call per interval instead of one per booting Node per second.
+LISTING_MAX_AGE = 2.0
+#: How long a machine this provider created is taken to exist while listings do not show it yet (clouds'
+#: listings lag behind their creates), before it is believed gone (seconds).
+_UNLISTED_GRACE = 300.0
 _MAX_DETAIL = 600
 
 # libcloud's NodeState values (strings), mapped to ours.
@@ -100,6 +117,12 @@ class LibcloudProvider:
     size, image and location a NodeClass resolves to, which are looked up once per thread and cached.
     Credentials are kept only to build drivers and to scrub them out of error messages; they are never
     logged.
+
+    Every get, list and create reads one shared listing of the account, at most ``listing_max_age`` seconds
+    old (see :class:`_SharedListing`); destroy, and a create after one whose outcome is unknown, list afresh,
+    since a machine they missed would outlive its Node or get a twin. A machine this provider created is
+    shown until a listing shows it (or for ``_UNLISTED_GRACE``), so a get right after a create never reports
+    it missing, whatever the listing's age or the cloud's lag.
     """
 
     def __init__(
@@ -110,6 +133,7 @@ class LibcloudProvider:
         *,
         driver_factory: DriverFactory | None = None,
         timeout: float = _DEFAULT_TIMEOUT,
+        listing_max_age: float = LISTING_MAX_AGE,
     ) -> None:
         self._nodeclass = nodeclass
         self._provider = nodeclass.spec.provider
@@ -119,6 +143,12 @@ class LibcloudProvider:
         self._factory: DriverFactory = driver_factory or self._default_driver
         self._dialect = _dialect_for(self._provider)
         self._local = threading.local()
+        self._listing = _SharedListing(self._fetch_ours, listing_max_age)
+        self._lock = threading.Lock()
+        #: machines created here and not yet seen in a listing: name -> (monotonic time of the create, node)
+        self._unlisted: dict[str, tuple[float, Any]] = {}
+        #: names whose last create failed without saying whether the machine was made
+        self._unsure: set[str] = set()
 
     def __repr__(self) -> str:
         return f"LibcloudProvider(provider={self._provider!r}, nodeclass={self._nodeclass.metadata.name!r})"
@@ -131,8 +161,18 @@ class LibcloudProvider:
     # -- MachineProvider -------------------------------------------------------------------------------
 
     def create(self, spec: MachineSpec) -> Machine:
-        """Create machine ``spec.name`` or, if a machine of ours by that name exists, return it."""
-        existing = self._find(spec.name)
+        """Create machine ``spec.name`` or, if a machine of ours by that name exists, return it.
+
+        Only EC2 takes an idempotency token: elsewhere, a create that failed without saying whether the
+        machine was made (a timeout, a dropped connection, a 5xx) may have made it. The next create of that
+        name then looks in a listing started after it asked, never the shared one from before, and finds
+        the machine instead of making a second."""
+        with self._lock:
+            unsure = spec.name in self._unsure
+        existing = self._find(spec.name, fresh=unsure)
+        if unsure:
+            with self._lock:
+                self._unsure.discard(spec.name)  # only now: a failed listing must leave the next one fresh too
         if existing is not None:
             _log.info(
                 "%s machine %s already exists (id %s); not creating another", self._provider, spec.name, existing.id
@@ -140,9 +180,17 @@ class LibcloudProvider:
             return self._to_machine(existing, spec)
         driver = self._driver()
         kwargs = self._create_kwargs(driver, spec)
-        node = self._call(f"create machine {spec.name}", lambda: driver.create_node(**kwargs))
+        try:
+            node = self._call(f"create machine {spec.name}", lambda: driver.create_node(**kwargs))
+        except ProviderError as error:
+            if not _refused(error):
+                with self._lock:
+                    self._unsure.add(spec.name)
+            raise
         if isinstance(node, list):  # EC2 returns a list when asked for more than one instance
             node = node[0]
+        with self._lock:
+            self._unlisted[spec.name] = (time.monotonic(), node)
         machine = self._to_machine(node, spec)
         _log.info("%s created machine %s (id %s) for node %s", self._provider, spec.name, machine.id, spec.node_name)
         return machine
@@ -160,7 +208,16 @@ class LibcloudProvider:
     def destroy(self, name: str) -> None:
         """Destroy every live machine of ours called ``name``; succeed if there is none."""
         driver = self._driver()
-        for node in self._list_ours():
+        try:
+            self._destroy(driver, name)
+        finally:
+            self._listing.invalidate()  # it may show the machine alive; the next get lists again
+        with self._lock:
+            self._unlisted.pop(name, None)
+            self._unsure.discard(name)  # the fresh listing above destroyed whatever a create had made
+
+    def _destroy(self, driver: Any, name: str) -> None:
+        for node in self._list_ours(fresh=True):
             if node.name != name or _node_state(node, self._provider) is MachineState.TERMINATED:
                 continue
             try:
@@ -267,14 +324,31 @@ class LibcloudProvider:
 
     # -- finding our machines --------------------------------------------------------------------------
 
-    def _list_ours(self) -> _Nodes:
+    def _list_ours(self, *, fresh: bool = False) -> _Nodes:
+        """Our machines: the shared listing (with ``fresh``, one started after this call), and the machines
+        created here that no listing has shown yet."""
+        nodes = self._listing.nodes(fresh=fresh)
+        now = time.monotonic()
+        with self._lock:
+            if not self._unlisted:
+                return nodes
+            listed = {str(node.id) for node in nodes}
+            unlisted = []
+            for name, (created, node) in list(self._unlisted.items()):
+                if str(node.id) in listed or now - created >= _UNLISTED_GRACE:
+                    del self._unlisted[name]
+                else:
+                    unlisted.append(node)
+        return [*nodes, *unlisted]  # listed first: _find prefers what the cloud shows now
+
+    def _fetch_ours(self) -> _Nodes:
         driver = self._driver()
         kwargs = self._dialect.list_kwargs(self._cluster)
         nodes = self._call("list machines", lambda: driver.list_nodes(**kwargs))
         return [node for node in nodes if self._is_ours(node)]
 
-    def _find(self, name: str) -> Any | None:
-        matches = [node for node in self._list_ours() if node.name == name]
+    def _find(self, name: str, *, fresh: bool = False) -> Any | None:
+        matches = [node for node in self._list_ours(fresh=fresh) if node.name == name]
         if not matches:
             return None
         live = [node for node in matches if _node_state(node, self._provider) is not MachineState.TERMINATED]
@@ -287,17 +361,26 @@ class LibcloudProvider:
 
     def _to_machine(self, node: Any, spec: MachineSpec | None = None) -> Machine:
         tags = self._dialect.read_tags(node)
-        if not self._dialect.reads_tags and spec is not None:
-            tags = spec.tags  # what we just sent, since the driver cannot show it
+        cut = self._dialect.cut_tags(node)
         cluster = tags.get(TAG_CLUSTER)
         if self._dialect.reads_tags and self._dialect.owns(node, self._cluster):
             cluster = self._cluster  # exact, even where the tag had to be sanitised
+        if TAG_CLUSTER in cut:
+            # The cut tag reads the same for every cluster whose name starts the same: not proof that the
+            # machine is this cluster's, and the sweep must never collect another cluster's machines.
+            cluster = None
+        if spec is not None:
+            # The machine just created or found for spec (its name is spec's): what we sent is exact, where
+            # the driver shows the tags cut or not at all.
+            tags, cut = spec.tags, frozenset()
+            cluster = spec.cluster
         state = _node_state(node, self._provider)
         return Machine(
             name=str(node.name),
             id=str(node.id),
             state=state,
             node_name=tags.get(TAG_NODE),
+            node_name_truncated=TAG_NODE in cut,
             nodeclass=tags.get(TAG_NODECLASS),
             cluster=cluster,
             created_at=_created_at(node),
@@ -409,6 +492,83 @@ class LibcloudProvider:
         return found
 
 
+# -- the shared listing -------------------------------------------------------------------------------
+
+
+@dataclass
+class _Flight:
+    """One listing call: who started it when, and what it returned."""
+
+    seq: int
+    started: float  #: monotonic
+    done: threading.Event = field(default_factory=threading.Event)
+    nodes: _Nodes = field(default_factory=list)
+    error: BaseException | None = None
+
+
+class _SharedListing:
+    """One listing of the account's machines, shared by every thread of a provider for ``max_age`` seconds.
+
+    A caller within ``max_age`` of the last listing's start gets that listing; a caller that comes while a
+    listing runs waits for it instead of starting another, so many threads polling at once cost one call. A
+    ``fresh`` caller gets a listing started after it asked (it must see every change made before). A failure
+    is not kept: the callers waiting on that listing get its error, and the next caller lists again.
+    ``invalidate`` makes every listing started so far unusable.
+    """
+
+    def __init__(self, fetch: Callable[[], _Nodes], max_age: float) -> None:
+        self._fetch = fetch
+        self._max_age = max_age
+        self._lock = threading.Lock()
+        self._started = 0  #: listings started so far; a listing's seq is its number
+        self._valid_from = 1  #: the first seq that may still be used
+        self._last: _Flight | None = None  #: the newest listing that succeeded
+        self._running: _Flight | None = None  #: the newest listing started, while it runs
+
+    def nodes(self, *, fresh: bool = False) -> _Nodes:
+        """The listing, at most ``max_age`` old, or started after this call with ``fresh``."""
+        with self._lock:
+            now = time.monotonic()
+            oldest = self._started + 1 if fresh else self._valid_from
+            last = self._last
+            if last is not None and last.seq >= oldest and now - last.started < self._max_age:
+                return last.nodes
+            running = self._running
+            if running is not None and running.seq >= oldest:
+                flight, mine = running, False
+            else:
+                self._started += 1
+                flight = self._running = _Flight(self._started, now)
+                mine = True
+        if mine:
+            self._run(flight)
+        else:
+            flight.done.wait()
+        if flight.error is not None:
+            # Each waiter raises its own copy: one exception raised in many threads would share a traceback.
+            raise flight.error if mine else copy.copy(flight.error)
+        return flight.nodes
+
+    def invalidate(self) -> None:
+        """Forget every listing started so far (a machine was destroyed: they may show it alive)."""
+        with self._lock:
+            self._valid_from = self._started + 1
+            self._last = None
+
+    def _run(self, flight: _Flight) -> None:
+        try:
+            flight.nodes = self._fetch()
+        except BaseException as error:
+            flight.error = error
+        with self._lock:
+            if self._running is flight:
+                self._running = None
+            usable = flight.error is None and flight.seq >= self._valid_from
+            if usable and (self._last is None or flight.seq > self._last.seq):
+                self._last = flight
+        flight.done.set()
+
+
 # -- per-driver differences ----------------------------------------------------------------------------
 
 
@@ -446,6 +606,11 @@ class _Dialect:
     def owns(self, node: Any, cluster: str) -> bool:
         """Whether ``node`` is tagged as ``cluster``'s."""
         return self.read_tags(node).get(TAG_CLUSTER) == cluster
+
+    def cut_tags(self, node: Any) -> frozenset[str]:
+        """Which of our tags on ``node`` may have been cut to the provider's length limit, so that
+        ``read_tags`` gives only the start of the value sent (a value exactly at the limit counts too)."""
+        return frozenset()
 
     def add_tags(self, kwargs: dict[str, Any], extra: dict[str, Any], spec: MachineSpec) -> None:
         """Put ``spec.tags`` into create_node's ``kwargs``, merged with the user's ``extra`` arguments."""
@@ -521,12 +686,13 @@ class _Gce(_Dialect):
     reads_tags = True
     image_hint = "not in this project nor in GCE's public image projects (by name or family prefix)"
     _LABEL = re.compile(r"[^a-z0-9_-]")
+    _MAX = 63  #: characters in a label value
 
     def list_kwargs(self, cluster: str) -> dict[str, Any]:
         return {"ex_zone": "all"}
 
     def _label(self, value: str) -> str:
-        return self._LABEL.sub("-", value.lower().replace(".", "_"))[:63]
+        return self._LABEL.sub("-", value.lower().replace(".", "_"))[: self._MAX]
 
     def _exact(self, node: Any) -> dict[str, str]:
         metadata = node.extra.get("metadata") or {}
@@ -546,6 +712,11 @@ class _Gce(_Dialect):
         if exact is not None:
             return exact == cluster
         return _string_dict(node.extra.get("labels")).get(TAG_CLUSTER) == self._label(cluster)
+
+    def cut_tags(self, node: Any) -> frozenset[str]:
+        exact = self._exact(node)
+        labels = _string_dict(node.extra.get("labels"))
+        return frozenset(key for key in _OUR_TAGS if key not in exact and len(labels.get(key, "")) >= self._MAX)
 
     def add_user_data(
         self, kwargs: dict[str, Any], extra: dict[str, Any], user_data: str, driver: Any, provider: str
@@ -608,6 +779,9 @@ class _TagList(_Dialect):
     def owns(self, node: Any, cluster: str) -> bool:
         raw = self._raw(node).get(TAG_CLUSTER)
         return raw is not None and self._tag(TAG_CLUSTER, cluster) == f"{TAG_CLUSTER}:{raw}"
+
+    def cut_tags(self, node: Any) -> frozenset[str]:
+        return frozenset(key for key, value in self._raw(node).items() if len(f"{key}:{value}") >= self._MAX)
 
 
 class _DigitalOcean(_TagList):
@@ -764,6 +938,13 @@ def classify_error(
             code="PROVIDER_UNAVAILABLE",
         )
     return ProviderError(message(type(error).__name__, "see the provider's message"), code="PROVIDER_ERROR")
+
+
+def _refused(error: ProviderError) -> bool:
+    """Whether a failed create certainly made no machine: the provider refused it for quota, capacity or
+    throttling. Anything else (a timeout, a dropped connection, a 5xx, an error kube-node cannot classify, even
+    a bad configuration caught late) may have come after the cloud made the machine."""
+    return error.error_class is ErrorClass.OUT_OF_RESOURCES or error.code == "RATE_LIMITED"
 
 
 def _is_credentials_error(error: BaseException, invalid_creds: type[BaseException]) -> bool:

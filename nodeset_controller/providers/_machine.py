@@ -69,7 +69,11 @@ class Machine:
     name: str
     id: str  #: the provider's own id (an EC2 instance id, a GCE instance name, ...)
     state: MachineState
-    node_name: str | None = None  #: from the machine's tags
+    node_name: str | None = None  #: from the machine's tags; only the start of the Node's name if truncated
+    #: the provider cut the node name tag to its length limit (Linode's tags keep 50 characters): ``node_name``
+    #: is then a prefix that may name no Node, or another one, so the Node must be found by the full machine
+    #: name (:func:`machine_name` of its name and uid), never by ``node_name``
+    node_name_truncated: bool = False
     nodeclass: str | None = None
     cluster: str | None = None
     created_at: float | None = None  #: seconds since the epoch, when known

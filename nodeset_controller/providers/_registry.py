@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ..api import NodeClass
 from ..kube import SECRETS, ApiError, KubeClient
@@ -91,6 +93,32 @@ class ProviderRegistry:
                 error_class=ErrorClass.TRANSIENT,
                 code="CREDENTIALS_UNREADABLE",
             ) from None
-        data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+        data = {
+            key: _decoded(nodeclass, ref.namespace, ref.name, key, value)
+            for key, value in (secret.get("data") or {}).items()
+        }
         data.update(secret.get("stringData") or {})
         return data
+
+
+def _decoded(nodeclass: NodeClass, namespace: str, name: str, key: str, value: Any) -> str:
+    """One value of a Secret's ``data`` as text. Credentials are text to every libcloud driver, so a value that
+    is not base64 of UTF-8 (a binary key file put in by mistake, say) makes this NodeClass's configuration
+    invalid. A ProviderError keeps the failure to this NodeClass (the sweep goes on to the next), and it names
+    the Secret and key only: the value, and any byte of it that a decode error would quote, is the credential,
+    so the decode error is not even kept as the ProviderError's context."""
+    text: str | None = None
+    try:
+        text = base64.b64decode(str(value), validate=True).decode()
+    except binascii.Error:
+        problem = "is not valid base64"
+    except UnicodeDecodeError:
+        problem = "is not UTF-8 text"
+    if text is not None:
+        return text
+    raise ProviderError(
+        f"NodeClass {nodeclass.metadata.name}: credentials Secret {namespace}/{name} key {key!r} {problem}; "
+        "put the credential in as text (kubectl create secret generic --from-literal, or stringData)",
+        error_class=ErrorClass.INVALID_CONFIGURATION,
+        code="INVALID_CREDENTIALS",
+    )

@@ -745,7 +745,8 @@ def test_each_thread_builds_its_own_driver_once() -> None:
         def list_nodes(self, **kwargs: Any) -> list[Any]:
             return []
 
-    provider = LibcloudProvider(_nodeclass("ec2"), {}, CLUSTER, driver_factory=Driver)
+    # Every call lists (no shared listing), so that each thread needs a driver.
+    provider = LibcloudProvider(_nodeclass("ec2"), {}, CLUSTER, driver_factory=Driver, listing_max_age=0.0)
     provider.list()
     provider.list()
     worker = threading.Thread(target=provider.list)
