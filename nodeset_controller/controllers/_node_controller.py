@@ -544,17 +544,15 @@ class NodeController:
         if not machine.node_name:
             return False  # no Node named: nothing to confirm against
         try:
-            current = self._client.get(NODES, machine.node_name)
+            current = self._live_owner(machine)
         except ApiError as error:
-            if error.not_found:
-                return True
             log.warning(
                 "orphan collection: reading Node %s: %s; leaving machine %s", machine.node_name, error, machine.name
             )
             return False
+        if current is None:
+            return True  # no Node, or only a later one of the same name: this machine was its predecessor's
         meta = current["metadata"]
-        if machine_name(meta["name"], meta.get("uid", "")) != machine.name:
-            return True  # a later Node of the same name: this machine was its predecessor's
         if (meta.get("labels") or {}).get(LABEL_NODECLASS):
             return False  # the cache lags behind
         record = NodeRecord.from_json(current)
@@ -578,6 +576,24 @@ class NodeController:
             log.warning("Node %s: %s", record.name, message)
             self._event(record, "Warning", "NodeClassLabelRemoved", message)
         return False
+
+    def _live_owner(self, machine: Machine) -> dict[str, Any] | None:
+        """The Node, read live, whose name and uid give ``machine``'s name, or None. A node name tag the
+        provider cut short is only a prefix, so then every Node is listed (rare: only for orphans past grace)."""
+        if machine.node_name_truncated:
+            prefix = machine.node_name or ""
+            candidates = [n for n in self._client.list(NODES)["items"] if n["metadata"]["name"].startswith(prefix)]
+        else:
+            try:
+                candidates = [self._client.get(NODES, machine.node_name or "")]
+            except ApiError as error:
+                if error.not_found:
+                    return None
+                raise
+        owners = (
+            n for n in candidates if machine_name(n["metadata"]["name"], n["metadata"].get("uid", "")) == machine.name
+        )
+        return next(owners, None)
 
     def _owned(self, machine: Machine) -> bool:
         """Whether a Node's name and uid give this machine's full name. A node name tag the provider cut short

@@ -12,7 +12,7 @@ import pytest
 
 from nodeset_controller.api import NodeClass
 from nodeset_controller.controllers import NodeController, NodeControllerSettings
-from nodeset_controller.kube import NodeRecord
+from nodeset_controller.kube import KubeClient, NodeRecord
 from nodeset_controller.providers import LibcloudProvider, Machine, MachineProvider, MachineSpec, ProviderRegistry
 from nodeset_controller.providers import machine_name as name_of_machine
 
@@ -91,14 +91,14 @@ def test_a_listed_machine_identifies_its_node_exactly_however_long_the_name(dial
 
 
 def _controller(
-    dialect: str, driver: TaggingDriver, nodes: dict[str, NodeRecord], cluster: str = CLUSTER
+    kube: KubeClient, dialect: str, driver: TaggingDriver, nodes: dict[str, NodeRecord], cluster: str = CLUSTER
 ) -> NodeController:
     def factory(nc: NodeClass, credentials: dict[str, str], cluster: str) -> MachineProvider:
         return LibcloudProvider(nc, credentials, cluster, driver_factory=lambda: driver)
 
     registry = ProviderRegistry(FakeSecrets({}), cluster, libcloud_factory=factory)  # type: ignore[arg-type]
     return NodeController(
-        None,  # type: ignore[arg-type]  # the sweep only reads here; destroying is the provider's
+        kube,  # the sweep reads a Node live before it destroys a machine as an orphan
         FakeInformer(nodes),  # type: ignore[arg-type]
         FakeInformer({"small": nodeclass(dialect.removesuffix("-labels"))}),  # type: ignore[arg-type]
         registry,
@@ -109,15 +109,16 @@ def _controller(
 
 @pytest.mark.parametrize("node", [NODESET_NODE, LONGEST_NODE], ids=["nodeset-node", "longest-node"])
 @pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.controlplane
 def test_the_sweep_keeps_the_machine_of_a_node_with_a_long_name_and_destroys_its_predecessors(
-    dialect: str, node: str
+    kube: KubeClient, dialect: str, node: str
 ) -> None:
     driver = _driver(dialect)
     provider = _provider(dialect, driver)
     live = provider.create(_spec(node))
     # The machine of an earlier Node of the same name (deleted, recreated with a new uid): an orphan.
     predecessor = provider.create(_spec(node, OTHER_UID))
-    controller = _controller(dialect, driver, {node: node_record(node, UID, "small", machine_id=live.id)})
+    controller = _controller(kube, dialect, driver, {node: node_record(node, UID, "small", machine_id=live.id)})
 
     destroyed = controller.sweep()
 
@@ -130,7 +131,8 @@ def test_the_sweep_keeps_the_machine_of_a_node_with_a_long_name_and_destroys_its
 
 
 @pytest.mark.parametrize("dialect", ["linode", "gce-labels"])
-def test_a_cut_cluster_tag_does_not_make_another_clusters_machine_ours(dialect: str) -> None:
+@pytest.mark.controlplane
+def test_a_cut_cluster_tag_does_not_make_another_clusters_machine_ours(kube: KubeClient, dialect: str) -> None:
     # Two clusters whose names agree for longer than the tag (Linode) or label (GCE) keeps.
     common = "eu-west-1-production-kubernetes-" + "a" * 40
     ours, theirs = f"{common}-blue", f"{common}-green"
@@ -138,7 +140,7 @@ def test_a_cut_cluster_tag_does_not_make_another_clusters_machine_ours(dialect: 
     their_machine = _provider(dialect, driver, cluster=theirs).create(_spec("web-1", cluster=theirs))
 
     listed = _provider(dialect, driver, cluster=ours).list()
-    _controller(dialect, driver, {}, cluster=ours).sweep()  # no Node of ours owns it
+    _controller(kube, dialect, driver, {}, cluster=ours).sweep()  # no Node of ours owns it
 
     assert all(machine.cluster is None for machine in listed if machine.name == their_machine.name)
     assert driver.destroyed == []
