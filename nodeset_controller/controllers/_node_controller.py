@@ -481,6 +481,7 @@ class NodeController:
                 log.warning("machine sweep: NodeClass %s: %s", nodeclass.metadata.name, error)
                 continue
             self._notice_changed_machines(nodeclass, machines)
+            destroyed += self._collect_duplicates(provider, machines)
             destroyed += self._collect_orphans(nodeclass, provider, machines)
         return destroyed
 
@@ -493,6 +494,42 @@ class NodeController:
             phase = Phase.FAILED if machine is None else _phase_of(machine)
             if node.annotations.get(ANNOTATION_MACHINE_PHASE) != phase:
                 self.queue.add(node.name)
+
+    def _collect_duplicates(self, provider: MachineProvider, machines: list[Machine]) -> int:
+        """Destroy the second machine of a Node: a cloud without idempotent creates can make two under one name
+        (a create that timed out in the client but completed). The one recorded on the Node stays; nothing
+        goes while no machine is recorded yet (which one the Node will keep is not known)."""
+        by_name: dict[str, list[Machine]] = {}
+        for machine in machines:
+            if machine.state is not MachineState.TERMINATED:
+                by_name.setdefault(machine.name, []).append(machine)
+        destroyed = 0
+        for name, same in by_name.items():
+            if len(same) < 2:
+                continue
+            owner = self._owner(same[0])
+            if owner is None:
+                continue  # an orphan's: the orphan collection takes them all
+            recorded = owner.annotations.get(ANNOTATION_MACHINE_ID)
+            if recorded is None or recorded not in {m.id for m in same}:
+                continue
+            for extra in (m for m in same if m.id != recorded):
+                if not self.may_destroy():
+                    return destroyed
+                try:
+                    provider.destroy(name, extra.id)
+                except ProviderError as error:
+                    log.warning("destroying duplicate machine %s (id %s): %s", name, extra.id, error)
+                    continue
+                destroyed += 1
+                self._event(
+                    owner,
+                    "Warning",
+                    "DuplicateMachineDestroyed",
+                    f"destroyed machine {name} (id {extra.id}), a second machine made for this Node; "
+                    f"kept {recorded}, the one recorded on it",
+                )
+        return destroyed
 
     def _collect_orphans(self, nodeclass: NodeClass, provider: MachineProvider, machines: list[Machine]) -> int:
         """Destroy this cluster's machines that no Node owns once they are older than the grace period.
@@ -596,14 +633,18 @@ class NodeController:
         return next(owners, None)
 
     def _owned(self, machine: Machine) -> bool:
-        """Whether a Node's name and uid give this machine's full name. A node name tag the provider cut short
-        is never looked up as a name (it may name no Node, or another): it only narrows the Nodes to try."""
+        """Whether a cached Node's name and uid give this machine's full name."""
+        return self._owner(machine) is not None
+
+    def _owner(self, machine: Machine) -> NodeRecord | None:
+        """The cached Node whose name and uid give this machine's full name. A node name tag the provider cut
+        short is never looked up as a name (it may name no Node, or another): it only narrows the Nodes to try."""
         if machine.node_name_truncated:
             prefix = machine.node_name or ""
             nodes = [node for node in self._nodes.list() if node.name.startswith(prefix)]
         else:
             nodes = [node for node in (self._nodes.get(machine.node_name or ""),) if node is not None]
-        return any(machine_name(node.name, node.uid) == machine.name for node in nodes)
+        return next((node for node in nodes if machine_name(node.name, node.uid) == machine.name), None)
 
 
 def _nodeclass_ref(nodeclass: NodeClass) -> ObjectReference:

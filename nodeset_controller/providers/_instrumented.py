@@ -46,6 +46,6 @@ class InstrumentedProvider:
         """List this cluster's machines, counted as ``list``."""
         return self._call("list", self.inner.list)
 
-    def destroy(self, name: str) -> None:
+    def destroy(self, name: str, machine_id: str | None = None) -> None:
         """Destroy the machine, counted as ``destroy``."""
-        self._call("destroy", lambda: self.inner.destroy(name))
+        self._call("destroy", lambda: self.inner.destroy(name, machine_id))

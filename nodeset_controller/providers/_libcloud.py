@@ -205,20 +205,25 @@ class LibcloudProvider:
         docstring for how each driver's machines are recognised)."""
         return [self._to_machine(node) for node in self._list_ours()]
 
-    def destroy(self, name: str) -> None:
-        """Destroy every live machine of ours called ``name``; succeed if there is none."""
+    def destroy(self, name: str, machine_id: str | None = None) -> None:
+        """Destroy every live machine of ours called ``name`` (with ``machine_id``, only that one); succeed if
+        there is none."""
         driver = self._driver()
         try:
-            self._destroy(driver, name)
+            self._destroy(driver, name, machine_id)
         finally:
             self._listing.invalidate()  # it may show the machine alive; the next get lists again
+        if machine_id is not None:
+            return  # a duplicate went; the machine of that name that stays is still ours to remember
         with self._lock:
             self._unlisted.pop(name, None)
             self._unsure.discard(name)  # the fresh listing above destroyed whatever a create had made
 
-    def _destroy(self, driver: Any, name: str) -> None:
+    def _destroy(self, driver: Any, name: str, machine_id: str | None) -> None:
         for node in self._list_ours(fresh=True):
             if node.name != name or _node_state(node, self._provider) is MachineState.TERMINATED:
+                continue
+            if machine_id is not None and str(node.id) != machine_id:
                 continue
             try:
                 done = driver.destroy_node(node)

@@ -121,8 +121,10 @@ class MachineProvider(Protocol):
         """Return this cluster's machines of this provider (those tagged as kube-node's)."""
         ...
 
-    def destroy(self, name: str) -> None:
-        """Destroy the machine ``name``; succeeds if it is already gone. Raises ProviderError."""
+    def destroy(self, name: str, machine_id: str | None = None) -> None:
+        """Destroy the machine ``name`` (every one of that name); with ``machine_id``, only the one with that id,
+        a duplicate a cloud without idempotent creates made under the same name. Succeeds if it is already
+        gone. Raises ProviderError."""
         ...
 
 

@@ -328,6 +328,9 @@ class SimulatorProvider:
         seen = machine.to_machine(now)
         return seen if self._settings.report_creation_time else dataclasses.replace(seen, created_at=None)
 
-    def destroy(self, name: str) -> None:
-        """Destroy the machine (missing is fine)."""
+    def destroy(self, name: str, machine_id: str | None = None) -> None:
+        """Destroy the machine (missing is fine); with ``machine_id``, only if it has that id."""
+        machine = self._cloud.get(name)
+        if machine_id is not None and (machine is None or machine.id != machine_id):
+            return  # the simulator's creates are idempotent: it never holds a duplicate of a name
         self._cloud.destroy(name, self._settings)

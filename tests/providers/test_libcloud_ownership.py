@@ -9,6 +9,7 @@ destroys live machines; and a cut cluster tag cannot prove the machine is this c
 from __future__ import annotations
 
 import pytest
+from libcloud.compute.base import Node
 
 from nodeset_controller.api import NodeClass
 from nodeset_controller.controllers import NodeController, NodeControllerSettings
@@ -144,3 +145,30 @@ def test_a_cut_cluster_tag_does_not_make_another_clusters_machine_ours(kube: Kub
 
     assert all(machine.cluster is None for machine in listed if machine.name == their_machine.name)
     assert driver.destroyed == []
+
+
+@pytest.mark.controlplane
+@pytest.mark.parametrize("dialect", ["digitalocean", "openstack", "linode", "gce"])
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "not-recorded-yet"])
+def test_the_sweep_destroys_a_second_machine_of_a_node_and_keeps_the_recorded_one(
+    kube: KubeClient, dialect: str, recorded: bool
+) -> None:
+    # A cloud without idempotent creates made two machines under one name (a create that timed out in the
+    # client but completed, then a retry).
+    driver = _driver(dialect)
+    live = _provider(dialect, driver).create(_spec(NODESET_NODE))
+    twin = Node("id-twin", live.name, "running", [], [], driver, extra=driver.machines[0].extra)
+    driver.machines.append(twin)
+    record = node_record(NODESET_NODE, UID, "small", machine_id=live.id if recorded else None)
+    controller = _controller(kube, dialect, driver, {NODESET_NODE: record})
+
+    destroyed = controller.sweep()
+
+    if recorded:
+        assert [m.id for m in driver.machines] == [live.id]
+        assert destroyed == 1
+        reasons = [reason for _, reason, _ in controller._recorder.events]  # type: ignore[attr-defined]
+        assert reasons == ["DuplicateMachineDestroyed"]
+    else:  # which of the two the Node will keep is not known yet: both stay
+        assert sorted(m.id for m in driver.machines) == sorted([live.id, "id-twin"])
+        assert destroyed == 0
