@@ -140,10 +140,11 @@ def simulator_nodeclass(client: KubeClient, name: str = "bench") -> None:
 
 @contextlib.contextmanager
 def kube_node(
-    plane: ControlPlane, scratch: Path, *, provider_port: int | None = None
+    plane: ControlPlane, scratch: Path, *, provider_port: int | None = None, status_port: int | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path | None]]:
     """``kube-node run`` with the simulator, as its own process (so its memory can be read); with
-    ``provider_port`` also the cluster-autoscaler provider over mutual TLS, whose cloud-config is yielded."""
+    ``provider_port`` also the cluster-autoscaler provider over mutual TLS, whose cloud-config is yielded;
+    with ``status_port`` its /metrics on 127.0.0.1 (see :func:`kube_node_metrics`)."""
     provider: list[str] = ["--grpc-address="]
     cloud_config = None
     if provider_port is not None:
@@ -169,7 +170,7 @@ def kube_node(
             str(plane.kubeconfig),
             "--simulator-dir",
             str(scratch / "sim"),
-            "--status-address=",
+            f"--status-address=127.0.0.1:{status_port}" if status_port else "--status-address=",
             "--no-leader-elect",
             *provider,
         ],
@@ -274,3 +275,29 @@ def print_writes(before: dict[str, float], after: dict[str, float], per: int) ->
     for count, key in rows:
         if count >= per / 10:
             print(f"  {key:32} {count:7.0f}  ({count / per:.2f} per Node)")
+
+
+def kube_node_metrics(port: int, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """The samples of one metric on kube-node's /metrics, by sorted labels."""
+    import urllib.request  # noqa: PLC0415
+
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now."""
+    import socket  # noqa: PLC0415
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

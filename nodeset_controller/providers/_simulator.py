@@ -12,7 +12,9 @@ createDelaySeconds     how long ``create`` itself blocks, like a slow cloud API 
 createFailureRate      share of creates refused with a quota error, 0..1 (default 0)
 maxMachines            creates beyond this many live machines of the class are refused (quota)
 destroyFailureRate     share of destroys that fail with a transient error, 0..1 (default 0)
-crashAfterSeconds      a Running machine fails this long after it booted (default: never)
+crashAfterSeconds      a Running machine fails this long after it booted (default: never, or 30 with crashRate)
+crashRate              share of machines that crash, crashAfterSeconds after they booted, 0..1 (default 1
+                       when crashAfterSeconds is set, else 0)
 reportCreationTime     "false": machines are listed without their creation time, as some clouds do
 =====================  ========================================================================
 
@@ -62,6 +64,7 @@ class SimulatorSettings:
     max_machines: int | None = None
     destroy_failure_rate: float = 0.0
     crash_after: float | None = None
+    crash_rate: float = 1.0  #: the share of machines that crash crash_after seconds after booting
     report_creation_time: bool = True
 
     @classmethod
@@ -89,13 +92,18 @@ class SimulatorSettings:
             return value
 
         max_machines = number("maxMachines")
+        crash_rate = number("crashRate")
+        crash_after = number("crashAfterSeconds")
+        if crash_after is None and crash_rate:
+            crash_after = 30.0
         return cls(
             boot_delay=number("bootDelaySeconds") or 0.0,
             create_delay=number("createDelaySeconds") or 0.0,
             create_failure_rate=number("createFailureRate") or 0.0,
             max_machines=None if max_machines is None else int(max_machines),
             destroy_failure_rate=number("destroyFailureRate") or 0.0,
-            crash_after=number("crashAfterSeconds"),
+            crash_after=crash_after,
+            crash_rate=1.0 if crash_rate is None else crash_rate,
             report_creation_time=str(options.get("reportCreationTime", "true")).lower() not in ("false", "0"),
         )
 
@@ -235,7 +243,9 @@ class SimulatorCloud:
                 node_name=spec.node_name,
                 created_at=now,
                 boot_at=boot_at,
-                crash_at=None if settings.crash_after is None else boot_at + settings.crash_after,
+                crash_at=None
+                if settings.crash_after is None or self._random.random() >= settings.crash_rate
+                else boot_at + settings.crash_after,
                 private_ip=self._address(),
                 spec={
                     "nodeUID": spec.node_uid,
