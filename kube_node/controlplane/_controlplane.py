@@ -12,6 +12,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,16 @@ class ControlPlane:
     """
 
     def __init__(
-        self, workdir: Path | None = None, *, binaries: Binaries | None = None, tied: bool = True, client_qps: int = 500
+        self,
+        workdir: Path | None = None,
+        *,
+        binaries: Binaries | None = None,
+        tied: bool = True,
+        client_qps: int = 500,
+        apiserver_flags: Sequence[str] = (),
     ) -> None:
+        """``apiserver_flags`` (``--name=value``) are added to kube-apiserver's, replacing a default flag of the
+        same name (``--max-requests-inflight=4``, ``--watch-cache=false``)."""
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="kube-node-cp-")) if workdir is None else workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -51,6 +60,10 @@ class ControlPlane:
         self._apiserver: Process | None = None
         self._scheduler: Process | None = None
         self._controller_manager: Process | None = None
+        self._apiserver_flags = list(apiserver_flags)
+        self._etcd_args: list[str] = []
+        self._apiserver_args: list[str] = []
+        self._etcd_url = ""
         self.port = 0
         self.startup_seconds = 0.0
 
@@ -75,6 +88,11 @@ class ControlPlane:
     def server(self) -> str:
         """The API server's URL."""
         return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def etcd_url(self) -> str:
+        """etcd's client URL (plain HTTP on loopback)."""
+        return self._etcd_url
 
     @property
     def processes(self) -> list[Process]:
@@ -176,6 +194,43 @@ class ControlPlane:
         )
         self._wait_healthy(self._controller_manager, port)
 
+    def restart_apiserver(self, *, kill: bool = False, downtime: float = 0.0) -> float:
+        """Stop kube-apiserver (SIGTERM, or SIGKILL with ``kill``: a crash), wait ``downtime`` seconds, and start
+        it again in place: same port, flags, certificates and etcd. Returns once it is ready again, with the
+        seconds it was unreachable (from the stop to ready)."""
+        assert self._apiserver is not None, "the API server is not running"
+        started = time.monotonic()
+        self._stop_component(self._apiserver, kill)
+        self._apiserver = None
+        time.sleep(downtime)
+        self._spawn_apiserver()
+        return time.monotonic() - started
+
+    def restart_etcd(self, *, kill: bool = False, downtime: float = 0.0) -> float:
+        """Stop etcd (SIGTERM, or SIGKILL with ``kill``), wait ``downtime`` seconds, and start it again on the same
+        data directory and ports. Returns once etcd is healthy and the API server is ready again, with the
+        seconds from the stop to then."""
+        assert self._etcd is not None, "etcd is not running"
+        started = time.monotonic()
+        self._stop_component(self._etcd, kill)
+        self._etcd = None
+        time.sleep(downtime)
+        etcd = self._spawn_etcd()
+        if self._apiserver is not None:
+            wait_until("kube-apiserver to be ready again", self._apiserver_ready, 60, [etcd, self._apiserver])
+        return time.monotonic() - started
+
+    def etcd_revision(self) -> int:
+        """etcd's current revision (what the API server calls the newest resourceVersion)."""
+        return int(self._etcd_call("/v3/kv/range", {"key": base64.b64encode(b"/").decode()})["header"]["revision"])
+
+    def compact_etcd(self, revision: int | None = None) -> int:
+        """Compact etcd's history up to ``revision`` (default: the current one), as the API server does every
+        5 minutes: a watch or list from an older resourceVersion then fails with 410 Gone. Returns the revision."""
+        revision = self.etcd_revision() if revision is None else revision
+        self._etcd_call("/v3/kv/compaction", {"revision": str(revision), "physical": True})
+        return revision
+
     def stop(self) -> None:
         """Stop every component, API clients first and etcd last; SIGKILL whatever lingers."""
         stop_all(self.processes)
@@ -255,40 +310,48 @@ class ControlPlane:
         client_port, peer_port = free_port(), free_port()
         client_url, peer_url = f"http://127.0.0.1:{client_port}", f"http://127.0.0.1:{peer_port}"
         self._etcd_url = client_url
-        self._etcd = Process(
-            "etcd",
-            [
-                str(self.binaries.etcd),
-                "--name=kube-node-local",
-                f"--data-dir={self.workdir / 'etcd'}",
-                f"--listen-client-urls={client_url}",
-                f"--advertise-client-urls={client_url}",
-                f"--listen-peer-urls={peer_url}",
-                f"--initial-advertise-peer-urls={peer_url}",
-                f"--initial-cluster=kube-node-local={peer_url}",
-                "--unsafe-no-fsync=true",
-                "--log-level=warn",
-                "--quota-backend-bytes=4294967296",
-            ],
-            self.logdir,
-            tied=self._tied,
-        )
+        self._etcd_args = [
+            str(self.binaries.etcd),
+            "--name=kube-node-local",
+            f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={client_url}",
+            f"--advertise-client-urls={client_url}",
+            f"--listen-peer-urls={peer_url}",
+            f"--initial-advertise-peer-urls={peer_url}",
+            f"--initial-cluster=kube-node-local={peer_url}",
+            "--unsafe-no-fsync=true",
+            "--log-level=warn",
+            "--quota-backend-bytes=4294967296",
+        ]
+        self._spawn_etcd()
+
+    def _spawn_etcd(self) -> Process:
+        etcd = self._etcd = Process("etcd", self._etcd_args, self.logdir, tied=self._tied)
 
         def etcd_healthy() -> bool:
             try:
-                with urllib.request.urlopen(f"{client_url}/health", timeout=1) as response:
+                with urllib.request.urlopen(f"{self._etcd_url}/health", timeout=1) as response:
                     return bool(json.loads(response.read()).get("health") == "true")
             except (OSError, ValueError):
                 return False
 
-        wait_until("etcd to become healthy", etcd_healthy, 30, [self._etcd])
+        wait_until("etcd to become healthy", etcd_healthy, 30, [etcd])
+        return etcd
+
+    def _etcd_call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to etcd's JSON gateway (etcdctl's calls, without etcdctl)."""
+        request = urllib.request.Request(
+            self._etcd_url + path, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            result: dict[str, Any] = json.loads(response.read())
+            return result
 
     def _start_apiserver(self) -> None:
         assert self._etcd is not None
         self.port = free_port()
         pki = self.pki
-        self._apiserver = Process(
-            "kube-apiserver",
+        self._apiserver_args = _merge_flags(
             [
                 str(self.binaries.kube_apiserver),
                 f"--etcd-servers={self._etcd_url}",
@@ -310,12 +373,23 @@ class ControlPlane:
                 "--max-mutating-requests-inflight=1000",
                 "--v=1",
             ],
-            self.logdir,
-            tied=self._tied,
+            self._apiserver_flags,
         )
         self.kubeconfig.write_text(yaml.safe_dump(self.kubeconfig_dict()))
         self.kubeconfig.chmod(0o600)
+        self._spawn_apiserver()
+
+    def _spawn_apiserver(self) -> None:
+        assert self._etcd is not None
+        self._apiserver = Process("kube-apiserver", self._apiserver_args, self.logdir, tied=self._tied)
         wait_until("kube-apiserver to become ready", self._apiserver_ready, 60, [self._etcd, self._apiserver])
+
+    @staticmethod
+    def _stop_component(process: Process, kill: bool) -> None:
+        if kill:
+            process.kill()
+        else:
+            process.stop()
 
     def _apiserver_ready(self) -> bool:
         try:
@@ -346,6 +420,13 @@ class ControlPlane:
 
         watched = [p for p in self.processes if p is not process] + [process]
         wait_until(f"{process.name} to become healthy", healthy, 60, watched)
+
+
+def _merge_flags(defaults: list[str], extra: Sequence[str]) -> list[str]:
+    """``defaults`` (a binary first, then ``--name=value`` flags) with ``extra`` added, each replacing the default
+    flag of its name."""
+    names = {flag.split("=", 1)[0] for flag in extra}
+    return [defaults[0], *(f for f in defaults[1:] if f.split("=", 1)[0] not in names), *extra]
 
 
 __all__ = ["ADMIN_USER", "ControlPlane", "ControlPlaneError"]

@@ -82,6 +82,14 @@ class Process:
                 self.popen.wait()
         self._log.close()
 
+    def kill(self) -> None:
+        """SIGKILL the child (a crash: no graceful shutdown) and reap it."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.kill()
+            self.popen.wait()
+        self._log.close()
+
 
 def stop_all(processes: Sequence[Process], timeout: float = 5.0) -> None:
     """Stop ``processes`` in order, each fully before the next (so etcd, listed last, goes last)."""
