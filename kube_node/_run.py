@@ -24,6 +24,7 @@ from autoscaler_provider import ProviderServer, TLSFiles
 from nodeset_controller.controllers import Manager, ManagerSettings, NodeControllerSettings
 from nodeset_controller.controllers import PendingPodAutoscalerSettings as AutoscalerSettings
 from nodeset_controller.kube import (
+    DEFAULT_REQUEST_TIMEOUT,
     PODS,
     ApiError,
     KubeClient,
@@ -76,6 +77,7 @@ class RunOptions:
     grpc_tls: TLSFiles | None = None
     status_address: str = ":8080"
     shutdown_grace: float = 10.0
+    api_request_timeout: float = DEFAULT_REQUEST_TIMEOUT  #: seconds any other API request may wait, retries included
     leader_election: LeaderElectionOptions = field(default_factory=LeaderElectionOptions)
     autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
     pod_name: str | None = None  #: this process's pod, from the downward API, when it runs in one
@@ -89,6 +91,7 @@ def run(options: RunOptions) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     client = KubeClient.load(options.kubeconfig, options.context)
+    client.request_timeout = options.api_request_timeout
     if options.install_crds:
         install_crds(client)
     manager = Manager(

@@ -193,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {_DEFAULT.shutdown_grace:g})",
     )
     run.add_argument(
+        "--api-request-timeout",
+        type=float,
+        default=float(_env("API_REQUEST_TIMEOUT", f"{_DEFAULT.api_request_timeout:g}")),
+        help="seconds any other API request may wait for the server, its retries included "
+        f"(default {_DEFAULT.api_request_timeout:g})",
+    )
+    run.add_argument(
         "--leader-elect",
         action=argparse.BooleanOptionalAction,
         default=_env_bool("LEADER_ELECT", _DEFAULT.leader_election.enabled),
@@ -306,6 +313,7 @@ def run_options(args: argparse.Namespace) -> _run.RunOptions:
         grpc_tls=_grpc_tls(args),
         status_address=args.status_address,
         shutdown_grace=args.shutdown_grace_period,
+        api_request_timeout=args.api_request_timeout,
         leader_election=_run.LeaderElectionOptions(
             enabled=args.leader_elect,
             namespace=args.leader_election_namespace,

@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = [
+    "API_RETRIES",
     "GRPC_REQUESTS",
     "GRPC_REQUEST_DURATION",
     "LEADER",
@@ -55,6 +56,12 @@ WORKQUEUE_QUEUE_DURATION = Histogram(
     "kube_node_workqueue_queue_duration_seconds",
     "How long a key waited in the queue before a worker took it.",
     ["queue"],
+)
+API_RETRIES = Counter(
+    "kube_node_api_retries",
+    "API requests sent again by reason: throttled (429), unavailable (5xx), connection (could not connect, or a "
+    "read broke off; reads only).",
+    ["reason"],
 )
 MACHINE_OPERATIONS = Counter(
     "kube_node_machine_operations",

@@ -14,7 +14,7 @@ EXPECTATION_TIMEOUT = 300.0
 
 
 class Expectations:
-    """Per owner key: names created but not yet seen, and names deleted but still seen."""
+    """Per owner key: names created but not yet seen, and names deleted but still seen, each until it lapses."""
 
     def __init__(self, timeout: float = EXPECTATION_TIMEOUT) -> None:
         self._timeout = timeout
@@ -22,15 +22,17 @@ class Expectations:
         self._creations: dict[str, dict[str, float]] = {}
         self._deletions: dict[str, dict[str, float]] = {}
 
-    def expect_creation(self, owner: str, name: str) -> None:
-        """``name`` was created for ``owner``; count it until the cache shows it."""
+    def expect_creation(self, owner: str, name: str, timeout: float | None = None) -> None:
+        """``name`` was created for ``owner``; count it until the cache shows it, or for ``timeout`` seconds
+        (the default lapse unless given)."""
+        lapse = time.monotonic() + (self._timeout if timeout is None else timeout)
         with self._lock:
-            self._creations.setdefault(owner, {})[name] = time.monotonic()
+            self._creations.setdefault(owner, {})[name] = lapse
 
     def expect_deletion(self, owner: str, name: str) -> None:
         """``name`` was deleted for ``owner``; do not count it even while the cache still shows it."""
         with self._lock:
-            self._deletions.setdefault(owner, {})[name] = time.monotonic()
+            self._deletions.setdefault(owner, {})[name] = time.monotonic() + self._timeout
 
     def observed(self, owner: str, name: str, present: bool) -> None:
         """The cache now shows ``name`` present (a creation arrived) or absent (a deletion arrived)."""
@@ -56,9 +58,9 @@ class Expectations:
             self._deletions.pop(owner, None)
 
     def _live(self, table: dict[str, dict[str, float]], owner: str) -> set[str]:
-        cutoff = time.monotonic() - self._timeout
+        now = time.monotonic()
         with self._lock:
-            entries = table.get(owner, {})
-            for name in [n for n, at in entries.items() if at < cutoff]:
+            entries = table.get(owner, {})  # name -> when it lapses
+            for name in [n for n, lapse in entries.items() if lapse < now]:
                 del entries[name]
             return set(entries)

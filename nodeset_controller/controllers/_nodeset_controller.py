@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
+
 from ..api import (
     ANNOTATION_DRAIN_STARTED,
     ANNOTATION_MACHINE_ERROR,
@@ -85,6 +87,19 @@ log = logging.getLogger(__name__)
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 _DRAIN_POLL = 1.0
 _MAX_CREATE_BATCH = 128
+#: How long a Node create of unknown outcome is counted as made: past the API server's request timeout (60 s),
+#: after which a request it received can no longer land.
+_UNKNOWN_CREATE_LAPSE = 90.0
+#: Refusals that may not hold a moment later (authentication or authorization still starting, throttling).
+_NOT_YET = frozenset({401, 403, 429})
+
+
+@dataclass(frozen=True)
+class _Created:
+    """The result of one Node create: no error, or the error and whether the Node may exist anyway."""
+
+    error: str | None = None
+    maybe_created: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,6 +115,8 @@ class NodeSetControllerSettings:
     #: 10 s by default) before kube-node removes it and lowers replicas.
     failed_instance_ttl: float = 60.0
     max_creates_per_reconcile: int = 500  #: Node creations per reconcile of one NodeSet; the rest on a requeue
+    #: How long a Node create of unknown outcome (a broken connection, a 5xx) is sent again, by the same name.
+    create_retry_timeout: float = 30.0
 
 
 class NodeSetController:
@@ -133,6 +150,7 @@ class NodeSetController:
         self._replace_after: dict[str, tuple[float, float]] = {}  # set -> (not before, next pause)
         self._create_errors: dict[str, str] = {}  # set -> last error creating a Node
         self._blocked_reported: dict[str, str] = {}  # node -> last eviction refusal reported
+        self._stop: threading.Event | None = None
         self._held: set[str] = set()  # sets whose failed Nodes are held back (more than maxUnhealthy)
         self._foreign_reported: set[str] = set()  # uids of foreign Nodes already reported
         nodesets.add_handler(self._on_nodeset)
@@ -180,6 +198,7 @@ class NodeSetController:
             owner = node.labels.get(LABEL_NODESET)
             if owner:
                 self.queue.add(owner)
+        self._stop = stop
         threads = run_workers(self.queue, self.reconcile, self.settings.workers, stop)
 
         def shutdown_on_stop() -> None:
@@ -281,11 +300,15 @@ class NodeSetController:
             for body in bodies:
                 self.expectations.expect_creation(name, body["metadata"]["name"])
             results = list(self._create_pool.map(self._create_one, bodies))
-            errors = [r for r in results if r is not None]
-            for body, error in zip(bodies, results, strict=True):
+            errors = [r.error for r in results if r.error is not None]
+            for body, result in zip(bodies, results, strict=True):
                 node_name = body["metadata"]["name"]
-                if error is None:
+                if result.error is None:
                     self._event_nodeset(nodeset, "Normal", "SuccessfulCreate", f"created Node {node_name}")
+                elif result.maybe_created:
+                    # It may still land (the API server acts on a request it received for up to its request
+                    # timeout, 60 s): count it that long, so that no second Node is made in its place.
+                    self.expectations.expect_creation(name, node_name, timeout=_UNKNOWN_CREATE_LAPSE)
                 else:
                     self.expectations.observed(name, node_name, present=False)
             created += size - len(errors)
@@ -298,20 +321,77 @@ class NodeSetController:
         with self._lock:
             self._create_errors.pop(name, None)
 
-    def _create_one(self, body: dict[str, Any]) -> str | None:
-        for _ in range(3):
+    def _create_one(self, body: dict[str, Any]) -> _Created:
+        """Create one Node from ``body``.
+
+        A create whose outcome is unknown (the connection broke after the request went out, a read timed out,
+        a 5xx) is sent again with the same name, for up to ``create_retry_timeout``: the name is the create's
+        idempotency key, so if the first one landed the next is refused AlreadyExists, and a Node of that name
+        controlled by this NodeSet (its uid) is the one we made. A name taken by another Node is a collision:
+        a new name is drawn. The client itself retries what is known not to have been acted on (429, no
+        connection)."""
+        owner = body["metadata"]["labels"][LABEL_NODESET]
+        deadline = time.monotonic() + self.settings.create_retry_timeout
+        unknown: str | None = None  # why an attempt's outcome is unknown, until an answer settles it
+        renames = 0
+        delay = 0.2
+        while True:
             try:
                 self._client.create(NODES, body)
-                return None
+                return _Created()
             except ApiError as error:
-                if not error.already_exists:
-                    return f"{error.reason}: {error.message}"
-                body["metadata"]["name"] = _node_name(body["metadata"]["labels"][LABEL_NODESET])
-                body["metadata"]["labels"]["kubernetes.io/hostname"] = body["metadata"]["name"]
-                body["spec"]["providerID"] = provider_id(
-                    body["metadata"]["labels"][LABEL_NODECLASS], body["metadata"]["name"]
-                )
-        return "could not find a free Node name"
+                ours = self._created_by_us(body) if error.already_exists and unknown is not None else False
+                if ours:
+                    log.info("Node %s: a create of unknown outcome had landed", body["metadata"]["name"])
+                    return _Created()
+                if error.already_exists and ours is None:
+                    unknown = "AlreadyExists, and the Node could not be read to see whose it is"
+                elif error.already_exists:
+                    if renames == 2:
+                        return _Created("could not find a free Node name")
+                    renames += 1
+                    unknown = None
+                    self._rename(owner, body)
+                    continue
+                elif unknown is not None and error.status in _NOT_YET:
+                    # Refused for now, which says nothing of the earlier attempt (an API server that has just
+                    # restarted answers 403 until its authorizer has caught up): ask again.
+                    unknown = f"{unknown}, then {error.status} {error.reason}"
+                elif error.status < 500:
+                    # Refused for what the body is (or, first time, for who we are): nothing was made, and an
+                    # earlier attempt with the same body was refused the same way.
+                    return _Created(f"{error.reason}: {error.message}")
+                else:
+                    unknown = f"{error.status} {error.reason}: {error.message}"
+            except (urllib3.exceptions.HTTPError, OSError) as error:
+                unknown = f"{type(error).__name__}: {error}"
+            if time.monotonic() + delay > deadline or (self._stop is not None and self._stop.is_set()):
+                return _Created(f"outcome unknown ({unknown})", maybe_created=True)
+            log.info("Node %s: create of unknown outcome (%s); sending it again", body["metadata"]["name"], unknown)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    def _created_by_us(self, body: dict[str, Any]) -> bool | None:
+        """Whether the Node named in ``body`` is controlled by the NodeSet ``body`` names (same uid); None if it
+        cannot be read."""
+        try:
+            existing = self._client.get(NODES, body["metadata"]["name"])
+        except ApiError as error:
+            return False if error.not_found else None
+        except (urllib3.exceptions.HTTPError, OSError):
+            return None
+        uid = body["metadata"]["ownerReferences"][0]["uid"]
+        owners = existing["metadata"].get("ownerReferences") or []
+        return any(o.get("uid") == uid and o.get("controller") for o in owners)
+
+    def _rename(self, owner: str, body: dict[str, Any]) -> None:
+        """Give ``body`` a fresh random name (and the name-derived fields), moving its expectation along."""
+        self.expectations.observed(owner, body["metadata"]["name"], present=False)
+        new = _node_name(owner)
+        body["metadata"]["name"] = new
+        body["metadata"]["labels"]["kubernetes.io/hostname"] = new
+        body["spec"]["providerID"] = provider_id(body["metadata"]["labels"][LABEL_NODECLASS], new)
+        self.expectations.expect_creation(owner, new)
 
     def _node_manifest(self, nodeset: NodeSet, nodeclass: NodeClass) -> dict[str, Any]:
         set_name = nodeset.metadata.name

@@ -3,6 +3,7 @@
 from ._client import (
     APPLY_PATCH,
     CRDS,
+    DEFAULT_REQUEST_TIMEOUT,
     EVENTS,
     JSON,
     JSON_PATCH,
@@ -38,6 +39,7 @@ from ._workqueue import Reconcile, Result, WorkQueue, run_workers
 __all__ = [
     "APPLY_PATCH",
     "CRDS",
+    "DEFAULT_REQUEST_TIMEOUT",
     "EVENTS",
     "JSON",
     "JSON_PATCH",

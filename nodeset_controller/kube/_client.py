@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import ssl
 import threading
 import time
 import urllib.parse
@@ -23,6 +25,8 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client import rest as k8s_rest
 
+from .. import metrics
+
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
@@ -31,6 +35,9 @@ MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+
+
+DEFAULT_REQUEST_TIMEOUT = 30.0
 
 
 class ApiError(Exception):
@@ -100,8 +107,6 @@ SECRETS = Resource("", "v1", "secrets", namespaced=True)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", namespaced=True)
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 
-_MAX_THROTTLE_RETRIES = 10
-
 
 class KubeClient:
     """JSON requests to one API server, safe to share between threads."""
@@ -115,6 +120,9 @@ class KubeClient:
         self._pool = self._rest.pool_manager
         self._user_agent = user_agent
         self._auth_lock = threading.Lock()
+        #: Seconds a request waits for the server (watches excepted: see ``watch``), retries included. A request
+        #: sent on a connection that went silent fails after it; the connection is then dropped.
+        self.request_timeout = DEFAULT_REQUEST_TIMEOUT
 
     @classmethod
     def from_kubeconfig(cls, path: str | Path | None = None, context: str | None = None) -> KubeClient:
@@ -169,10 +177,11 @@ class KubeClient:
         body: Any = None,
         content_type: str | None = None,
         accept: str = "application/json",
-        timeout: float | tuple[float, float] = 30.0,
+        timeout: float | tuple[float, float] | None = None,
         stream: bool = False,
     ) -> urllib3.BaseHTTPResponse:
-        """Send a request and return the urllib3 response (streamed if asked); raises ApiError on >= 400."""
+        """Send a request and return the urllib3 response (streamed if asked); raises ApiError on >= 400.
+        ``timeout`` (default ``request_timeout``) bounds each wait for the server, and the retries together."""
         url = self.host + path
         if params:
             url += "?" + urllib.parse.urlencode({k: _param(v) for k, v in params.items() if v is not None})
@@ -180,33 +189,63 @@ class KubeClient:
         if body is not None:
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             content_type = content_type or "application/json"
+        if timeout is None:
+            timeout = self.request_timeout
         if isinstance(timeout, tuple):
             timeouts = urllib3.Timeout(connect=timeout[0], read=timeout[1])
         else:
             timeouts = urllib3.Timeout(connect=min(timeout, 10.0), read=timeout)
-        for attempt in range(_MAX_THROTTLE_RETRIES + 1):
-            response = self._pool.request(
-                method,
-                url,
-                body=data,
-                headers=self._headers(content_type, accept),
-                timeout=timeouts,
-                preload_content=not stream,
-                retries=False,
-            )
-            # Like client-go: a 429 with Retry-After (priority and fairness, or storage still initializing,
-            # as right after a CRD is established) is retried after the delay the server asks for.
-            retry_after = response.headers.get("Retry-After")
-            if response.status != 429 or retry_after is None or attempt == _MAX_THROTTLE_RETRIES:
-                break
-            response.drain_conn()
-            response.release_conn()
-            time.sleep(min(max(float(retry_after) if retry_after.isdigit() else 1.0, 0.05), 10.0))
+        headers = self._headers(content_type, accept)
+        response = self._send_with_retries(method, url, data, headers, timeouts=timeouts, stream=stream)
         if response.status >= 400:
             payload = response.data if not stream else response.read()
             response.release_conn()
             raise _api_error(response.status, payload)
         return response
+
+    def _send_with_retries(
+        self,
+        method: str,
+        url: str,
+        data: bytes | None,
+        headers: dict[str, str],
+        *,
+        timeouts: urllib3.Timeout,
+        stream: bool,
+    ) -> urllib3.BaseHTTPResponse:
+        """Send, retrying only what is safe to send again (see ``_retry_delay``), with backoff, for as long as
+        the request's own read timeout: a caller never waits much longer than the timeout it asked for."""
+        started = time.monotonic()
+        deadline = started + float(timeouts.read_timeout or 30.0)
+        attempt = 0
+        while True:
+            try:
+                response = self._pool.request(
+                    method,
+                    url,
+                    body=data,
+                    headers=headers,
+                    timeout=timeouts,
+                    preload_content=not stream,
+                    retries=False,
+                )
+            except (urllib3.exceptions.HTTPError, OSError) as error:
+                delay = None if stream else _retry_delay(method, None, None, error, attempt)
+                if delay is None or time.monotonic() + delay > deadline:
+                    raise
+                reason = "connection"
+                log.debug("%s %s: %s; again in %.2f s", method, url, type(error).__name__, delay)
+            else:
+                delay = _retry_delay(method, response.status, response.headers.get("Retry-After"), None, attempt)
+                if delay is None or time.monotonic() + delay > deadline:
+                    return response
+                reason = "throttled" if response.status == 429 else "unavailable"
+                log.debug("%s %s: %s; again in %.2f s", method, url, response.status, delay)
+                response.drain_conn()
+                response.release_conn()
+            metrics.API_RETRIES.labels(reason).inc()
+            time.sleep(delay)
+            attempt += 1
 
     def request(
         self,
@@ -216,7 +255,7 @@ class KubeClient:
         params: Mapping[str, Any] | None = None,
         body: Any = None,
         content_type: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
     ) -> JSON:
         """Send a request and return the decoded JSON body."""
         response = self.raw(method, path, params=params, body=body, content_type=content_type, timeout=timeout)
@@ -321,6 +360,50 @@ class KubeClient:
                     yield event
         finally:
             response.release_conn()
+
+
+#: Methods whose repetition changes nothing a first success did not: retried after any transient failure.
+_IDEMPOTENT_READS = frozenset({"GET", "HEAD", "OPTIONS"})
+_BACKOFF_BASE, _BACKOFF_MAX = 0.1, 2.0
+
+
+def _retry_delay(
+    method: str, status: int | None, retry_after: str | None, error: BaseException | None, attempt: int
+) -> float | None:
+    """How long to wait before sending a request again, or None if it must not be sent again.
+
+    - 429 Too Many Requests (max-in-flight or priority and fairness rejected it, or storage still initializing)
+      and any 5xx that carries Retry-After (the server says it did not act: shutting down, not ready): not
+      processed, so every method is retried, after the delay the server asks for (never sooner; with jitter).
+    - A connection that could not be made (refused, connect timeout): nothing was sent, so every method.
+    - Any other 5xx, a read timeout, a connection that broke after the request went out: the outcome of a write
+      is unknown, so only reads are retried; a write's error goes to its caller, who decides (a create is
+      checked by name, see the NodeSetController; updates carry a resourceVersion and are reconciled again).
+    """
+    backoff = min(_BACKOFF_BASE * 2.0**attempt, _BACKOFF_MAX) * (0.75 + 0.5 * random.random())
+    if error is not None:
+        if isinstance(error, urllib3.exceptions.ConnectTimeoutError | ConnectionRefusedError):
+            return backoff  # NewConnectionError (refused, unreachable) is a ConnectTimeoutError
+        if any(isinstance(cause, ssl.SSLCertVerificationError) for cause in (error, *error.args)):
+            return None  # a certificate that does not verify will not verify in a moment either
+        return backoff if method in _IDEMPOTENT_READS else None
+    assert status is not None
+    if status == 429 or (status >= 500 and retry_after is not None):
+        seconds = _seconds(retry_after)
+        return backoff if seconds is None else seconds * (1 + 0.25 * random.random())
+    if status >= 500 and method in _IDEMPOTENT_READS:
+        return backoff
+    return None
+
+
+def _seconds(retry_after: str | None) -> float | None:
+    """Retry-After in seconds (the API server sends an integer), or None when absent or unreadable."""
+    if retry_after is None:
+        return None
+    try:
+        return min(max(float(retry_after), 0.0), 60.0)
+    except ValueError:
+        return None
 
 
 def _param(value: Any) -> str:
