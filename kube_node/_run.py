@@ -25,6 +25,7 @@ from nodeset_controller.controllers import Manager, ManagerSettings, NodeControl
 from nodeset_controller.controllers import PendingPodAutoscalerSettings as AutoscalerSettings
 from nodeset_controller.kube import (
     DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_WATCH_IDLE_TIMEOUT,
     PODS,
     ApiError,
     KubeClient,
@@ -77,6 +78,8 @@ class RunOptions:
     grpc_tls: TLSFiles | None = None
     status_address: str = ":8080"
     shutdown_grace: float = 10.0
+    #: seconds a watch may go without a byte before it is presumed dead and opened again
+    watch_idle_timeout: float = DEFAULT_WATCH_IDLE_TIMEOUT
     api_request_timeout: float = DEFAULT_REQUEST_TIMEOUT  #: seconds any other API request may wait, retries included
     leader_election: LeaderElectionOptions = field(default_factory=LeaderElectionOptions)
     autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
@@ -105,6 +108,7 @@ def run(options: RunOptions) -> int:
             ),
             simulator_dir=options.simulator_dir,
             autoscaler=options.autoscaler,
+            watch_idle_timeout=options.watch_idle_timeout,
         ),
     )
     pod = _OwnPod(client, options.pod_namespace, options.pod_name)

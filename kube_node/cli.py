@@ -193,6 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default {_DEFAULT.shutdown_grace:g})",
     )
     run.add_argument(
+        "--watch-idle-timeout",
+        type=float,
+        default=float(_env("WATCH_IDLE_TIMEOUT", f"{_DEFAULT.watch_idle_timeout:g}")),
+        help="seconds a watch may go without a byte (event or bookmark) before it is presumed dead and opened "
+        "again; the API server is asked to end each watch after two thirds of it, so a healthy one never is "
+        f"(default {_DEFAULT.watch_idle_timeout:g})",
+    )
+    run.add_argument(
         "--api-request-timeout",
         type=float,
         default=float(_env("API_REQUEST_TIMEOUT", f"{_DEFAULT.api_request_timeout:g}")),
@@ -313,6 +321,7 @@ def run_options(args: argparse.Namespace) -> _run.RunOptions:
         grpc_tls=_grpc_tls(args),
         status_address=args.status_address,
         shutdown_grace=args.shutdown_grace_period,
+        watch_idle_timeout=args.watch_idle_timeout,
         api_request_timeout=args.api_request_timeout,
         leader_election=_run.LeaderElectionOptions(
             enabled=args.leader_elect,

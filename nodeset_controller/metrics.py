@@ -27,6 +27,7 @@ __all__ = [
     "MACHINE_OPERATION_DURATION",
     "RECONCILES",
     "RECONCILE_DURATION",
+    "WATCH_RESTARTS",
     "WORKQUEUE_ADDS",
     "WORKQUEUE_QUEUE_DURATION",
     "WORKQUEUE_RETRIES",
@@ -62,6 +63,13 @@ API_RETRIES = Counter(
     "API requests sent again by reason: throttled (429), unavailable (5xx), connection (could not connect, or a "
     "read broke off; reads only).",
     ["reason"],
+)
+WATCH_RESTARTS = Counter(
+    "kube_node_watch_restarts",
+    "Watches that ended other than by the server's timeout, by resource and reason: expired (410 Gone: the "
+    "cache listed again), silent (nothing arrived within the watch idle timeout), broken (the connection "
+    "ended or the server refused).",
+    ["resource", "reason"],
 )
 MACHINE_OPERATIONS = Counter(
     "kube_node_machine_operations",

@@ -12,6 +12,7 @@ from typing import Any
 from .. import metrics
 from ..api import LABEL_NODECLASS, LABEL_NODESET, NodeClass, NodeSet
 from ..kube import (
+    DEFAULT_WATCH_IDLE_TIMEOUT,
     NODECLASSES,
     NODES,
     NODESETS,
@@ -51,6 +52,8 @@ class ManagerSettings:
     simulator_dir: Path | None = None  #: run the simulator provider, keeping its machines here
     kubelet_lease_interval: float = 10.0  #: how often simulated kubelets renew their Lease
     cache_sync_timeout: float = 60.0
+    #: seconds a watch may stay silent before it is presumed dead and opened again (see Informer)
+    watch_idle_timeout: float = DEFAULT_WATCH_IDLE_TIMEOUT
 
 
 def _libcloud_provider(nodeclass: NodeClass, credentials: dict[str, str], cluster: str) -> MachineProvider:
@@ -65,6 +68,7 @@ class Manager:
         self.settings = settings or ManagerSettings()
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
+        idle = self.settings.watch_idle_timeout
         self.nodes: Informer[NodeRecord] = Informer(
             client,
             NODES,
@@ -75,16 +79,18 @@ class Manager:
                 "nodeset": lambda n: (n.labels[LABEL_NODESET],) if LABEL_NODESET in n.labels else (),
                 "providerID": lambda n: (n.provider_id,) if n.provider_id else (),
             },
+            read_timeout=idle,
         )
-        self.nodeclasses: Informer[NodeClass] = Informer(client, NODECLASSES, nodeclass_from_json)
-        self.nodesets: Informer[NodeSet] = Informer(client, NODESETS, nodeset_from_json)
-        self.pods: Informer[PodRecord] = bound_pods_informer(client)
+        self.nodeclasses: Informer[NodeClass] = Informer(client, NODECLASSES, nodeclass_from_json, read_timeout=idle)
+        self.nodesets: Informer[NodeSet] = Informer(client, NODESETS, nodeset_from_json, read_timeout=idle)
+        self.pods: Informer[PodRecord] = bound_pods_informer(client, read_timeout=idle)
         self.pending: Informer[PendingPod] = Informer(
             client,
             PODS,
             PendingPod.from_json,
             field_selector="spec.nodeName=,status.phase=Pending",
             name="pending-pods",
+            read_timeout=idle,
         )
         self.informers: list[Informer[Any]] = [self.nodes, self.nodeclasses, self.nodesets, self.pods, self.pending]
         self.recorder = EventRecorder(client)

@@ -19,7 +19,7 @@ from ._client import (
     Resource,
 )
 from ._events import EventRecorder, EventType, ObjectReference
-from ._informer import Informer, object_key, wait_for_sync
+from ._informer import DEFAULT_WATCH_IDLE_TIMEOUT, Informer, object_key, wait_for_sync, watch_timeout_for
 from ._install import install_crds
 from ._leader import LeaderElectionSettings, LeaderElector, LeaderState
 from ._quantity import QuantityError, parse_quantity, resource_list, resource_units
@@ -40,6 +40,7 @@ __all__ = [
     "APPLY_PATCH",
     "CRDS",
     "DEFAULT_REQUEST_TIMEOUT",
+    "DEFAULT_WATCH_IDLE_TIMEOUT",
     "EVENTS",
     "JSON",
     "JSON_PATCH",
@@ -81,4 +82,5 @@ __all__ = [
     "resource_units",
     "run_workers",
     "wait_for_sync",
+    "watch_timeout_for",
 ]

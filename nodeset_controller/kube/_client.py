@@ -320,15 +320,18 @@ class KubeClient:
         namespace: str | None = None,
         *,
         resource_version: str | None,
-        timeout_seconds: int = 300,
-        read_timeout: float = 60.0,
+        timeout_seconds: int = 20,
+        read_timeout: float = 30.0,
         **params: Any,
     ) -> Iterator[JSON]:
         """Yield watch events ({"type", "object"}) until the server ends the watch.
 
-        Bookmarks are asked for; ``read_timeout`` bounds the silence between events so a dead connection
-        is noticed (the server sends a bookmark about every minute, so pick more than that). An ERROR event
-        with code 410 is raised as ApiError(410) so callers re-list.
+        ``read_timeout`` bounds the silence between events so a dead connection is noticed (urllib3's
+        ReadTimeoutError). The server ends the watch after ``timeout_seconds``, so with that shorter than
+        ``read_timeout`` a healthy watch never times out. Bookmarks are asked for, but the API server sends
+        them only when its cache has moved past the watch's resourceVersion: a quiet watch on a quiet kind
+        gets no byte at all until the server ends it. An ERROR event with code 410 is raised as ApiError(410)
+        so callers re-list.
         """
         query = {
             "watch": "true",

@@ -29,6 +29,18 @@ Indexer = Callable[[R], Iterable[str]]
 
 _PAGE = 500
 
+#: Seconds a watch may go without a byte before it is presumed dead (a connection that went silent: a peer
+#: gone without a FIN, a stuck proxy or load balancer). The server is asked to end each watch well before
+#: (``watch_timeout_for``), so a healthy watch is never this quiet: bookmarks alone would not do, the API
+#: server sends none while its cache of the kind has not moved past the watch.
+DEFAULT_WATCH_IDLE_TIMEOUT = 30.0
+
+
+def watch_timeout_for(idle_timeout: float) -> int:
+    """The server-side ``timeoutSeconds`` that keeps a healthy watch from ever being ``idle_timeout`` quiet:
+    two thirds of it, so a watch ends (and is opened again from its resourceVersion) first."""
+    return max(1, int(idle_timeout * 2 / 3))
+
 
 def object_key(obj: JSON) -> str:
     """``namespace/name`` for namespaced objects, ``name`` for cluster-scoped ones."""
@@ -49,10 +61,15 @@ class Informer(Generic[R]):
         label_selector: str | None = None,
         field_selector: str | None = None,
         indexers: dict[str, Indexer[R]] | None = None,
-        watch_timeout: int = 300,
-        read_timeout: float = 90.0,
+        watch_timeout: int | None = None,
+        read_timeout: float = DEFAULT_WATCH_IDLE_TIMEOUT,
         name: str | None = None,
     ) -> None:
+        """``read_timeout`` is the watch idle timeout (see DEFAULT_WATCH_IDLE_TIMEOUT); ``watch_timeout``, the
+        server-side timeoutSeconds of each watch, defaults to two thirds of it and must be shorter."""
+        watch_timeout = watch_timeout_for(read_timeout) if watch_timeout is None else watch_timeout
+        if not 0 < watch_timeout < read_timeout:
+            raise ValueError(f"a watch's timeout ({watch_timeout} s) must be shorter than its read timeout")
         self._name = name or resource.plural
         self._client = client
         self._resource = resource
@@ -69,7 +86,8 @@ class Informer(Generic[R]):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.resource_version = ""
-        self.relists = 0
+        self.relists = 0  #: lists after the first (a watch expired: 410 Gone)
+        self.silent_watches = 0  #: watches given up because nothing arrived within the read timeout
         metrics.watch_cache(self)
 
     @property
@@ -160,15 +178,32 @@ class Informer(Generic[R]):
             except ApiError as error:
                 if error.gone:
                     log.info("%s: watch expired (410 Gone); re-listing", self.name)
+                    metrics.WATCH_RESTARTS.labels(self.name, "expired").inc()
                     need_list = True
                     self.relists += 1
                     continue
+                metrics.WATCH_RESTARTS.labels(self.name, "broken").inc()
                 log.warning("%s: %s; retrying in %.1f s", self.name, error, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
+            except urllib3.exceptions.ReadTimeoutError:
+                # Nothing, not even a bookmark, within the read timeout, though the server ends every watch
+                # sooner: the connection is dead without having said so. Watch again (on a new connection)
+                # from the last resourceVersion seen; if that is too old by now, the 410 above re-lists.
+                metrics.WATCH_RESTARTS.labels(self.name, "silent").inc()
+                self.silent_watches += 1
+                log.warning(
+                    "%s: watch silent for %.0f s; reconnecting from resourceVersion %s",
+                    self.name,
+                    self._read_timeout,
+                    self.resource_version,
+                )
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
             except (urllib3.exceptions.HTTPError, OSError, ValueError) as error:
-                # A read timeout means the connection went quiet for longer than bookmarks allow: treat it
-                # as dead and watch again from the last resourceVersion we saw.
+                # The connection ended (the API server restarted, a proxy cut it): watch again from the last
+                # resourceVersion seen.
+                metrics.WATCH_RESTARTS.labels(self.name, "broken").inc()
                 log.info("%s: watch connection ended (%s); resuming", self.name, type(error).__name__)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)

@@ -17,7 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..kube import LEASES, NODES, PODS, STRATEGIC_MERGE_PATCH, ApiError, Informer, KubeClient, PodRecord, now_rfc3339
+from ..kube import (
+    DEFAULT_WATCH_IDLE_TIMEOUT,
+    LEASES,
+    NODES,
+    PODS,
+    STRATEGIC_MERGE_PATCH,
+    ApiError,
+    Informer,
+    KubeClient,
+    PodRecord,
+    now_rfc3339,
+)
 from ._machine import MachineState
 from ._simulator import SimulatedMachine, SimulatorCloud
 
@@ -27,7 +38,7 @@ LEASE_NAMESPACE = "kube-node-lease"
 KUBELET_VERSION = "v1.36.3-kube-node-sim"
 
 
-def bound_pods_informer(client: KubeClient) -> Informer[PodRecord]:
+def bound_pods_informer(client: KubeClient, *, read_timeout: float = DEFAULT_WATCH_IDLE_TIMEOUT) -> Informer[PodRecord]:
     """A cache of the pods bound to a node, indexed by node name."""
     return Informer(
         client,
@@ -36,6 +47,7 @@ def bound_pods_informer(client: KubeClient) -> Informer[PodRecord]:
         field_selector="spec.nodeName!=",
         indexers={"node": lambda p: (p.node,)},
         name="bound-pods",
+        read_timeout=read_timeout,
     )
 
 

@@ -1,5 +1,6 @@
-"""Control-plane faults: kube-apiserver and etcd restarted mid scale-up, 429 throttling. kube-node retries
-what is safe to send again, settles the writes whose outcome is unknown, converges, and loses no write.
+"""Control-plane faults: kube-apiserver and etcd restarted mid scale-up, a watch that silently stops, 410 Gone,
+429 throttling. kube-node notices within its client timeouts, lists again where it must, converges, and
+loses no write.
 
 Each test runs its own control plane (it is restarted, or started with flags of its own) and kube-node's
 controllers in this process, as a user outside system:masters (so the API server's limits apply to it, as
@@ -127,6 +128,7 @@ def rig(
     tmp_path: Path,
     *,
     apiserver_flags: tuple[str, ...] = (),
+    watch_idle_timeout: float = 30.0,
     request_timeout: float = 30.0,
 ) -> Iterator[Rig]:
     """Start a control plane, a proxy in front of it and kube-node through the proxy; stop them all after."""
@@ -157,6 +159,7 @@ def rig(
             nodeset_controller=NodeSetControllerSettings(replacement_backoff=1.0, failed_instance_ttl=2.0),
             simulator_dir=tmp_path / "simulator",
             kubelet_lease_interval=5.0,
+            watch_idle_timeout=watch_idle_timeout,
         )
         manager = Manager(client, settings)
         manager.start()
@@ -222,6 +225,58 @@ def test_etcd_killed_mid_scale_up_converges_without_a_lost_write_or_an_extra_mac
         print(f"etcd killed at {progress}, down {outage:.1f} s; converged {took:.1f} s after the API server was back")
         assert r.machines_created() == 10
         assert all(informer.running for informer in r.manager.informers)
+
+
+IDLE = 6.0  #: the watch idle timeout in the silent-watch test (30 s by default)
+REQUEST_TIMEOUT = 8.0  #: and the request timeout (30 s by default)
+
+
+def test_a_watch_that_goes_silent_is_noticed_within_its_idle_timeout_and_a_change_made_meanwhile_is_acted_on(
+    binaries: Binaries, tmp_path: Path
+) -> None:
+    with rig(binaries, tmp_path, watch_idle_timeout=IDLE, request_timeout=REQUEST_TIMEOUT) as r:
+        r.start_nodeset("web", 0)
+        r.scale("web", 4)
+        progress = mid_scale_up(r, "web", 2, 4)
+        silent_before = r.manager.nodesets.silent_watches
+        r.proxy.pause()
+        paused = time.monotonic()
+        r.scale("web", 7)  # kubectl scale, on the real API server: kube-node hears nothing of it
+        time.sleep(IDLE + 2)  # longer than a watch may be silent
+        # The path heals, but the connections that went silent never speak again (a NAT that forgot them):
+        # only a timeout gets kube-node off them.
+        r.proxy.resume(revive=False)
+        resumed = time.monotonic()
+        took = r.converge("web", 7)
+        print(
+            f"silent at {progress} for {resumed - paused:.1f} s (watch idle timeout {IDLE:g} s, request timeout "
+            f"{REQUEST_TIMEOUT:g} s); converged {took:.1f} s after"
+        )
+        assert r.manager.nodesets.silent_watches > silent_before
+        # Noticed within the client's timeouts: the watches' and a request's on a silent connection, not later.
+        assert resumed - paused + took < REQUEST_TIMEOUT + IDLE + 10
+        assert r.machines_created() == 7
+
+
+def test_a_watch_resumed_after_its_history_was_compacted_gets_410_and_the_cache_lists_again(
+    binaries: Binaries, tmp_path: Path
+) -> None:
+    # Watches served by etcd, not the API server's watch cache, so a compaction is what makes them expire.
+    with rig(binaries, tmp_path, apiserver_flags=("--watch-cache=false",)) as r:
+        r.start_nodeset("web", 3)
+        r.converge("web", 3)
+        relists = {i.name: i.relists for i in r.manager.informers}
+        r.proxy.pause()
+        r.scale("web", 5)
+        r.admin.create(CONFIGMAPS, {"metadata": {"name": "later"}}, "default")  # history after the scale, too
+        revision = r.plane.compact_etcd()
+        r.proxy.cut()  # every watch ends; each resumes from a resourceVersion older than the compaction
+        r.proxy.resume()
+        took = r.converge("web", 5)
+        print(f"compacted at {revision}; converged {took:.1f} s after the watches were cut")
+        assert r.manager.nodesets.relists > relists["nodesets"]
+        assert r.manager.nodes.relists > relists["nodes"]
+        assert r.machines_created() == 5
 
 
 def test_429s_from_a_tiny_in_flight_limit_are_retried_after_retry_after_and_the_scale_up_converges(
