@@ -84,7 +84,6 @@ log = logging.getLogger(__name__)
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 _DRAIN_POLL = 1.0
-_MAX_CREATE_BATCH = 128
 
 
 @dataclass(frozen=True)
@@ -100,6 +99,7 @@ class NodeSetControllerSettings:
     #: 10 s by default) before kube-node removes it and lowers replicas.
     failed_instance_ttl: float = 60.0
     max_creates_per_reconcile: int = 500  #: Node creations per reconcile of one NodeSet; the rest on a requeue
+    max_create_batch: int = 128  #: the most Node manifests built (and created in parallel) at once
 
 
 class NodeSetController:
@@ -276,7 +276,7 @@ class NodeSetController:
         created = 0
         batch = 1
         while created < count:
-            size = min(batch, count - created, _MAX_CREATE_BATCH)
+            size = min(batch, count - created, self.settings.max_create_batch)
             bodies = [self._node_manifest(nodeset, nodeclass) for _ in range(size)]
             for body in bodies:
                 self.expectations.expect_creation(name, body["metadata"]["name"])
