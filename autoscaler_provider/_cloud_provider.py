@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -32,8 +33,8 @@ from nodeset_controller.api import (
     NodeClass,
     NodeSet,
 )
-from nodeset_controller.controllers import nodeset_members, request_removal, requested_nodes
-from nodeset_controller.kube import NODESETS, ApiError, Informer, KubeClient, NodeRecord
+from nodeset_controller.controllers import node_allocatable_units, nodeset_members, request_removal, requested_nodes
+from nodeset_controller.kube import NODESETS, ApiError, Informer, KubeClient, NodeRecord, QuantityError
 
 from ._proto import externalgrpc_pb2 as pb
 from ._proto import externalgrpc_pb2_grpc as pb_grpc
@@ -392,7 +393,9 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
     def NodeGroupTemplateNodeInfo(  # noqa: N802
         self, request: pb.NodeGroupTemplateNodeInfoRequest
     ) -> pb.NodeGroupTemplateNodeInfoResponse:
-        """A full template Node, in the current field and the legacy one (for cluster-autoscalers < 1.35)."""
+        """A full template Node, in the current field and the legacy one (for cluster-autoscalers < 1.35); a
+        capacity the client could not read (the NodeClass schema checks its form only loosely) is
+        FAILED_PRECONDITION naming the field."""
         nodeset = self._group(request.id)
         nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
         if nodeclass is None:
@@ -400,6 +403,13 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"node group {request.id}: NodeClass {nodeset.spec.node_class_name} does not exist",
             )
+        try:
+            node_allocatable_units(nodeclass)
+        except QuantityError as error:
+            raise RpcError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"node group {request.id}: NodeClass {nodeclass.metadata.name}: spec.capacity.{error}",
+            ) from None
         data = template_node(nodeset, nodeclass).SerializeToString()
         return pb.NodeGroupTemplateNodeInfoResponse(nodeBytes=data, old_nodeInfo=data)
 
@@ -423,18 +433,46 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
             options.zeroOrMaxNodeScaling = overrides.zero_or_max_node_scaling
         if overrides.ignore_daemon_sets_utilization is not None:
             options.ignoreDaemonSetsUtilization = overrides.ignore_daemon_sets_utilization
-        durations = (
-            ("scaleDownUnneededDuration", "old_scaleDownUnneededTime", overrides.scale_down_unneeded_time),
-            ("scaleDownUnreadyDuration", "old_scaleDownUnreadyTime", overrides.scale_down_unready_time),
-            ("MaxNodeProvisionDuration", "old_MaxNodeProvisionTime", overrides.max_node_provision_time),
+        durations = (  # (current field, legacy field, NodeSet field, its value)
+            (
+                "scaleDownUnneededDuration",
+                "old_scaleDownUnneededTime",
+                "scaleDownUnneededTime",
+                overrides.scale_down_unneeded_time,
+            ),
+            (
+                "scaleDownUnreadyDuration",
+                "old_scaleDownUnreadyTime",
+                "scaleDownUnreadyTime",
+                overrides.scale_down_unready_time,
+            ),
+            (
+                "MaxNodeProvisionDuration",
+                "old_MaxNodeProvisionTime",
+                "maxNodeProvisionTime",
+                overrides.max_node_provision_time,
+            ),
         )
-        for current, legacy, override in durations:
+        for current, legacy, field, override in durations:
             nanos = _duration_nanos(getattr(options, current), getattr(options, legacy))
             if override is not None:
-                nanos = parse_go_duration(override)
+                nanos = _override_nanos(nodeset, field, override)
             getattr(options, current).CopyFrom(_duration(nanos))
             getattr(options, legacy).duration = nanos
         return pb.NodeGroupAutoscalingOptionsResponse(nodeGroupAutoscalingOptions=options)
+
+
+def _override_nanos(nodeset: NodeSet, field: str, text: str) -> int:
+    """A NodeSet's duration override, or FAILED_PRECONDITION naming the NodeSet and the field: the schema checks
+    only the form (and objects stored before a schema change keep whatever it allowed then)."""
+    where = f"NodeSet {nodeset.metadata.name}: spec.autoscaling.options.{field} {text!r}"
+    try:
+        nanos = parse_go_duration(text)
+    except DurationError as error:
+        raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, f"{where}: {error.reason}") from None
+    if nanos < 0:
+        raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, f"{where}: negative")
+    return nanos
 
 
 def _leaving(node: NodeRecord, requested: set[str]) -> bool:
@@ -455,31 +493,74 @@ def _duration_nanos(current: duration_pb2.Duration, legacy: pb.LegacyDuration) -
 _UNITS = {
     "ns": 1,
     "us": 1_000,
-    "µs": 1_000,
+    "µs": 1_000,  # U+00B5 micro sign
+    "μs": 1_000,  # U+03BC Greek mu
     "ms": 1_000_000,
     "s": 1_000_000_000,
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
+_INT64 = 2**63 - 1
+_NUMBER = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
+_UNIT = re.compile(r"[^0-9.]+")
+
+
+class DurationError(ValueError):
+    """Not a duration Go's time.ParseDuration accepts: malformed, or longer than its int64 nanoseconds hold.
+    ``reason`` says which, without the text."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"{text!r} is {reason}")
+        self.text = text
+        self.reason = reason
+
+
+_TOO_LONG = "longer than a Go duration can be (at most 2562047h47m16.854775807s)"
 
 
 def parse_go_duration(text: str) -> int:
-    """Nanoseconds in a Go duration string such as "10m", "1h30m" or "2.5s" (the CRD validates the form)."""
-    total = 0.0
-    number = ""
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char.isdigit() or char == ".":
-            number += char
-            index += 1
-            continue
-        unit = text[index : index + 2] if text[index : index + 2] in _UNITS else char
-        if unit not in _UNITS or not number:
-            raise ValueError(f"not a duration: {text!r}")
-        total += float(number) * _UNITS[unit]
-        number = ""
-        index += len(unit)
-    if number:
-        raise ValueError(f"not a duration (a number without a unit): {text!r}")
-    return int(total)
+    """Nanoseconds in a Go duration string such as "10m", "1h30m" or "2.5s", exactly as Go's
+    time.ParseDuration reads it; a :class:`DurationError` where Go's is an error, including a duration past
+    int64 nanoseconds (about 292 years), which the CRD's pattern cannot rule out."""
+    rest, negative = text, False
+    if rest[:1] in ("+", "-"):
+        negative, rest = rest[0] == "-", rest[1:]
+    if rest == "0":
+        return 0
+    if not rest:
+        raise DurationError(text, "not a Go duration")
+    total = 0
+    while rest:
+        number = _NUMBER.match(rest)
+        assert number is not None  # it matches the empty string
+        whole, fraction = number.group(1), number.group(2)
+        if not whole and not fraction:
+            raise DurationError(text, "not a Go duration")
+        rest = rest[number.end() :]
+        unit_match = _UNIT.match(rest)
+        if unit_match is None:
+            raise DurationError(text, "not a Go duration (a number without a unit)")
+        unit = _UNITS.get(unit_match.group())
+        if unit is None:
+            raise DurationError(text, f"not a Go duration (unknown unit {unit_match.group()!r})")
+        rest = rest[unit_match.end() :]
+        value = int(whole or "0") if len(whole.lstrip("0")) <= 19 else 2**64  # (no int() of 5,000 digits)
+        if value > 2**63 // unit:
+            raise DurationError(text, _TOO_LONG)
+        value *= unit
+        if fraction:
+            # Go's leadingFraction keeps at most what fits in int64, and scales it as float64.
+            digits, scale = 0, 1.0
+            for char in fraction:
+                if digits > (2**63 - 1) // 10 or digits * 10 + int(char) > 2**63:
+                    break
+                digits, scale = digits * 10 + int(char), scale * 10
+            value += int(float(digits) * (float(unit) / scale))
+        total += value
+        if total > 2**63:
+            raise DurationError(text, _TOO_LONG)
+    if negative:
+        return -total
+    if total > _INT64:
+        raise DurationError(text, _TOO_LONG)
+    return total

@@ -18,12 +18,14 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import urllib3
 from prometheus_client import Info
 
 from autoscaler_provider import ProviderServer, TLSFiles
 from nodeset_controller.controllers import Manager, ManagerSettings, NodeControllerSettings
 from nodeset_controller.controllers import PendingPodAutoscalerSettings as AutoscalerSettings
 from nodeset_controller.kube import (
+    NAMESPACES,
     PODS,
     ApiError,
     KubeClient,
@@ -66,7 +68,7 @@ class RunOptions:
 
     kubeconfig: str | None = None
     context: str | None = None
-    cluster: str = "kube-node"
+    cluster: str | None = None  #: --cluster-name; None: the kube-system namespace's uid, read at start-up
     simulator_dir: Path | None = None
     workers: int = 16
     orphan_grace: float = 600.0
@@ -82,20 +84,70 @@ class RunOptions:
     pod_namespace: str | None = None
 
 
+class StartupError(Exception):
+    """kube-node cannot start safely; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ClusterIdentity:
+    """What this kube-node tags its machines with, and where that came from."""
+
+    name: str
+    source: str
+
+
+def cluster_identity(client: KubeClient, configured: str | None) -> ClusterIdentity:
+    """``configured`` (--cluster-name), or else the uid of the kube-system namespace, which is unique per
+    cluster. Machines are tagged with it and orphan collection destroys untracked machines that carry it, so
+    two clusters with one identity in one cloud account would destroy each other's machines: when the uid
+    cannot be read this is a :class:`StartupError`, never a shared fallback."""
+    if configured:
+        return ClusterIdentity(configured, "from --cluster-name, KUBE_NODE_CLUSTER_NAME or cluster-name in --config")
+    try:
+        uid = client.get(NAMESPACES, "kube-system")["metadata"]["uid"]
+    except ApiError as error:
+        raise StartupError(_no_identity(f"{error.status} {error.reason}: {error.message}")) from None
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise StartupError(_no_identity(f"{type(error).__name__}: {error}")) from None
+    return ClusterIdentity(str(uid), "the uid of namespace kube-system; no --cluster-name given")
+
+
+def _no_identity(cause: str) -> str:
+    return (
+        f"cannot read namespace kube-system, whose uid is this cluster's identity by default ({cause}). kube-node "
+        "tags every machine it makes with its cluster's identity and destroys untracked machines carrying it, so "
+        "it will not start on a guess: let it read that namespace (RBAC: get on namespaces/kube-system), or pass "
+        "--cluster-name (KUBE_NODE_CLUSTER_NAME, cluster-name in --config) with a name that no other cluster "
+        "using the same cloud accounts has"
+    )
+
+
 def run(options: RunOptions) -> int:
-    """Run kube-node until SIGTERM or SIGINT (exit 0) or until it loses the leader Lease (exit 1)."""
+    """Run kube-node until SIGTERM or SIGINT (exit 0) or until it loses the leader Lease (exit 1); exit 1 at
+    once if it cannot start safely (see :class:`StartupError`)."""
     stop = threading.Event()
     lost = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     client = KubeClient.load(options.kubeconfig, options.context)
+    try:
+        identity = cluster_identity(client, options.cluster)
+    except StartupError as error:
+        log.error("not starting: %s", error)
+        return 1
+    log.info(
+        "cluster identity %s (%s): machines are tagged with it, and only untracked machines carrying it are "
+        "collected as orphans",
+        identity.name,
+        identity.source,
+    )
     if options.install_crds:
         install_crds(client)
     manager = Manager(
         client,
         ManagerSettings(
             node_controller=NodeControllerSettings(
-                cluster=options.cluster,
+                cluster=identity.name,
                 workers=options.workers,
                 orphan_grace=options.orphan_grace,
                 sweep_interval=options.sweep_interval,
@@ -144,7 +196,7 @@ def run(options: RunOptions) -> int:
         else:
             pod.set_leader(False)  # a restarted container keeps its pod's labels
             elector.start()
-        log.info("kube-node is running against %s (cluster %s)", client.host, options.cluster)
+        log.info("kube-node is running against %s (cluster identity %s)", client.host, identity.name)
         stop.wait()
     finally:
         stopping.set()

@@ -52,5 +52,6 @@ def node_capacity(nodeclass: NodeClass) -> dict[str, str]:
 
 
 def node_allocatable_units(nodeclass: NodeClass) -> dict[str, int]:
-    """The class's capacity in integer units (cpu in millicores), for bin-packing."""
-    return resource_list(node_capacity(nodeclass))
+    """The class's capacity in integer units (cpu in millicores), for bin-packing. Its schema checks only the
+    form loosely, so a value Kubernetes would reject or cap is a QuantityError naming the resource."""
+    return resource_list(node_capacity(nodeclass), strict=True)

@@ -308,3 +308,43 @@ def test_underused_nodes_are_consolidated_and_a_pod_that_cannot_move_keeps_its_n
     eventually(lambda: len(kube.list(NODES, labelSelector=f"{LABEL_NODESET}=pack")["items"]) == 1, timeout=60)
     consolidations = [e for e in kube.list(EVENTS, "default")["items"] if e["reason"] == "Consolidating"]
     assert len(consolidations) == 1, [(e["message"], e["firstTimestamp"]) for e in consolidations]
+
+
+def test_a_nodeclass_with_a_capacity_kubernetes_would_refuse_fails_alone_and_the_others_keep_scaling(
+    kube: KubeClient, manager: Manager, namespace: str
+) -> None:
+    # Both values pass the NodeClass schema's pattern (the one Kubernetes publishes for quantities): a
+    # fractional exponent, which Kubernetes' parser refuses, and a number of a billion digits.
+    bad = {"fractional": {"cpu": "1e1.5", "memory": "16Gi"}, "huge": {"cpu": "4", "memory": "1e999999999"}}
+    for name, capacity in bad.items():
+        nodeclass = simulator_nodeclass(name)
+        nodeclass["spec"]["capacity"] = capacity
+        kube.create(NODECLASSES, nodeclass)
+        kube.create(NODESETS, nodeset_manifest(name, 0, nodeclass=name, maxReplicas=3, **AUTO))
+    kube.create(NODECLASSES, simulator_nodeclass("good"))
+    kube.create(NODESETS, nodeset_manifest("good", 0, nodeclass="good", maxReplicas=3, **AUTO))
+    kube.create(DEPLOYMENTS, deployment("web", 4, "1500m"), namespace)  # two per 4-CPU node
+    eventually(lambda: replicas(kube, "good") == 2, timeout=30, what="the good NodeSet raised to 2")
+    eventually(lambda: running(kube, namespace, "web") == 4, timeout=90, what="all 4 pods Running")
+
+    def limited(name: str) -> dict[str, Any] | None:
+        conditions = (kube.get(NODESETS, name).get("status") or {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == "ScalingLimited" and c["status"] == "True"), None)
+
+    for name, field, value in (("fractional", "cpu", "1e1.5"), ("huge", "memory", "1e999999999")):
+        condition = eventually(lambda n=name: limited(n), what=f"ScalingLimited on {name}")
+        assert condition["reason"] == "InvalidNodeClass"
+        assert f"NodeClass {name}: spec.capacity.{field}: '{value}'" in condition["message"]
+        warnings = eventually(
+            lambda n=name: [
+                e
+                for e in kube.list(EVENTS, "default")["items"]
+                if e["involvedObject"]["kind"] == "NodeSet" and e["involvedObject"]["name"] == n
+                if e["type"] == "Warning" and e["reason"] == "InvalidNodeClass"
+            ],
+            what=f"a Warning Event on {name}",
+        )
+        assert len(warnings) == 1 and warnings[0]["count"] == 1  # once, not once a round
+        assert f"spec.capacity.{field}" in warnings[0]["message"]
+        assert replicas(kube, name) == 0
+    assert limited("good") is None

@@ -241,6 +241,46 @@ def test_install_creates_every_object_upgrade_changes_them_and_uninstall_removes
         assert gone.returncode != 0 and "NotFound" in gone.stderr, (obj["kind"], obj["metadata"]["name"])
 
 
+READ_KUBE_SYSTEM = {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"], "verbs": ["get"]}
+
+
+def _config_and_cluster_rules(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap")
+    cluster_role = next(o for o in objects if o["kind"] == "ClusterRole")
+    return yaml.safe_load(config_map["data"]["config.yaml"]), cluster_role["rules"]
+
+
+def test_by_default_the_identity_is_the_kube_system_uid_which_only_that_namespace_is_readable_for(
+    helm: Helm, tmp_path: Path
+) -> None:
+    config, rules = _config_and_cluster_rules(helm.template())
+    assert "cluster-name" not in config
+    assert READ_KUBE_SYSTEM in rules
+    assert [r for r in rules if "namespaces" in r["resources"]] == [READ_KUBE_SYSTEM]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert run_options(parse(["run", f"--config={path}"])).cluster is None
+    for values in (["--set", "clusterName=prod-eu"], ["--set", "config.cluster-name=prod-eu"]):
+        config, rules = _config_and_cluster_rules(helm.template(*values))
+        assert config["cluster-name"] == "prod-eu"
+        assert not [r for r in rules if "namespaces" in r["resources"]]  # nothing to read then
+
+
+def test_an_upgrade_keeps_the_cluster_name_the_release_ran_with(helm: Helm, release: tuple[str, str]) -> None:
+    """A release of a chart whose default name was "kube-node" must not change identity on upgrade: its
+    machines carry that name, and under another one they would look gone (replaced, and never destroyed)."""
+    name, namespace = release
+    helm.run(
+        "install", name, str(CHART), "--namespace", namespace, "--create-namespace", "--set", "clusterName=kube-node"
+    )
+    helm.run("upgrade", name, str(CHART), "--namespace", namespace)  # the new default, without --reuse-values
+    config, rules = _config_and_cluster_rules(_manifest_objects(helm, name, namespace))
+    assert config["cluster-name"] == "kube-node"
+    assert READ_KUBE_SYSTEM not in rules
+    helm.run("upgrade", name, str(CHART), "--namespace", namespace, "--set", "clusterName=renamed")
+    assert _config_and_cluster_rules(_manifest_objects(helm, name, namespace))[0]["cluster-name"] == "renamed"
+
+
 def test_the_cluster_autoscaler_example_passes_a_server_side_dry_run(kubectl: Kubectl, kube: KubeClient) -> None:
     if not _namespace_exists(kube, "kube-node-system"):
         kube.create(NAMESPACES, {"metadata": {"name": "kube-node-system"}})

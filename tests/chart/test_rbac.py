@@ -144,6 +144,9 @@ CAN_I = [
     ("get", "secrets", "credentials", True),
     ("update", "leases/kube-node", "own", True),
     ("delete", "namespaces", None, False),
+    ("get", "namespaces/kube-system", None, True),  # its uid is the cluster's identity by default
+    ("get", "namespaces/default", None, False),
+    ("list", "namespaces", None, False),
     ("get", "secrets", "kube-system", False),
     ("get", "secrets", "own", False),
     ("list", "secrets", "credentials", False),

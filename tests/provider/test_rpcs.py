@@ -9,12 +9,12 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from autoscaler_provider import DEFAULT_MAX_SIZE, parse_go_duration
+from autoscaler_provider import DEFAULT_MAX_SIZE, CloudProviderService, DurationError, ProviderServer, parse_go_duration
 from autoscaler_provider._proto import externalgrpc_pb2 as pb
-from autoscaler_provider._proto import k8s_node_pb2
+from autoscaler_provider._proto import externalgrpc_pb2_grpc, k8s_node_pb2
 from nodeset_controller.api import ANNOTATION_DELETE_REQUESTED_NODES, LABEL_GPU, LABEL_NODESET
 from nodeset_controller.controllers import Manager
-from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient
+from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient, nodeset_from_json
 from tests.conftest import Provider, eventually, nodeset_manifest, simulator_nodeclass
 
 pytestmark = pytest.mark.controlplane
@@ -275,6 +275,23 @@ def test_template_node_info_is_a_full_node_in_both_fields(kube: KubeClient, prov
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "NodeClass absent does not exist" in details
 
 
+def test_template_node_info_of_a_capacity_kubernetes_would_refuse_is_a_precise_status(
+    kube: KubeClient, provider: Provider
+) -> None:
+    # Both pass the NodeClass schema's pattern; the cluster-autoscaler could not read either in a template.
+    for name, resource, value in (("fractional", "cpu", "1e1.5"), ("huge", "memory", "1e999999999")):
+        nodeclass = simulator_nodeclass(name)
+        nodeclass["spec"]["capacity"][resource] = value
+        kube.create(NODECLASSES, nodeclass)
+        kube.create(NODESETS, nodeset_manifest(name, 0, nodeclass=name, **CA))
+    eventually(lambda: len(provider.stub.NodeGroups(pb.NodeGroupsRequest()).nodeGroups) == 2)
+    for name, resource, value in (("fractional", "cpu", "1e1.5"), ("huge", "memory", "1e999999999")):
+        request = pb.NodeGroupTemplateNodeInfoRequest(id=name)
+        code, details = status_of(lambda r=request: provider.stub.NodeGroupTemplateNodeInfo(r))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION, name
+        assert f"node group {name}: NodeClass {name}: spec.capacity.{resource}: '{value}'" in details
+
+
 def _defaults() -> pb.NodeGroupAutoscalingOptions:
     return pb.NodeGroupAutoscalingOptions(
         scaleDownUtilizationThreshold=0.5,
@@ -383,3 +400,87 @@ def test_go_durations_parse() -> None:
     assert parse_go_duration("300ms") == 300_000_000
     with pytest.raises(ValueError, match="without a unit"):
         parse_go_duration("10")
+
+
+def test_go_durations_parse_as_go_does_up_to_the_longest_go_holds() -> None:
+    # time.ParseDuration's results, to the nanosecond (floats would lose them).
+    assert parse_go_duration("2562047h47m16.854775807s") == 2**63 - 1
+    assert parse_go_duration("9223372036854775807ns") == 2**63 - 1
+    assert parse_go_duration("1.000000001s") == 1_000_000_001
+    assert parse_go_duration("0.1h") == 360 * 10**9
+    assert parse_go_duration("1µs1us1μs") == 3_000
+    assert parse_go_duration("0") == 0
+    for text in (
+        "99999999999999999h",
+        "2562048h",
+        "9223372036854775808ns",
+        "2562047h47m16.854775808s",
+        "1" * 30 + "s",
+        "1" * 5000 + "h",
+    ):
+        with pytest.raises(DurationError, match="longer than a Go duration can be"):
+            parse_go_duration(text)
+    for text in ("", "h", "1x", "1.h5", "."):
+        with pytest.raises(DurationError, match="not a Go duration"):
+            parse_go_duration(text)
+
+
+def test_get_options_names_the_nodeset_and_field_of_a_duration_go_cannot_hold(
+    kube: KubeClient, provider: Provider
+) -> None:
+    too_long = {"mode": "ClusterAutoscaler", "options": {"maxNodeProvisionTime": "99999999999999999h"}}
+    kube.create(NODESETS, nodeset_manifest("forever", 0, autoscaling=too_long))  # the schema checks only the form
+    kube.create(
+        NODESETS, nodeset_manifest("fine", 0, autoscaling={**too_long, "options": {"scaleDownUnneededTime": "1m"}})
+    )
+    eventually(lambda: len(provider.stub.NodeGroups(pb.NodeGroupsRequest()).nodeGroups) == 2)
+    request = pb.NodeGroupAutoscalingOptionsRequest(id="forever", defaults=_defaults())
+    code, details = status_of(lambda: provider.stub.NodeGroupGetOptions(request))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "NodeSet forever: spec.autoscaling.options.maxNodeProvisionTime '99999999999999999h'" in details
+    fine = provider.stub.NodeGroupGetOptions(pb.NodeGroupAutoscalingOptionsRequest(id="fine", defaults=_defaults()))
+    assert fine.nodeGroupAutoscalingOptions.scaleDownUnneededDuration.seconds == 60
+
+
+def test_get_options_of_a_stored_nodeset_a_stricter_schema_would_refuse_is_a_precise_status() -> None:
+    """Objects written before a schema was tightened stay as they were: the handler must not rely on it."""
+    nodeset = nodeset_from_json(
+        {
+            "metadata": {"name": "old", "uid": "u-old", "resourceVersion": "1"},
+            "spec": {
+                "nodeClassName": "sim",
+                "replicas": 0,
+                "autoscaling": {"mode": "ClusterAutoscaler", "options": {"scaleDownUnreadyTime": "1e3h"}},
+            },
+        }
+    )
+    cache = _Cache({"old": nodeset})
+    service = CloudProviderService(None, cache, _Cache({}), _Cache({}))  # type: ignore[arg-type] # reads only
+    server = ProviderServer(service, "127.0.0.1:0", tls=None)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        stub = externalgrpc_pb2_grpc.CloudProviderStub(channel)
+        request = pb.NodeGroupAutoscalingOptionsRequest(id="old", defaults=_defaults())
+        code, details = status_of(lambda: stub.NodeGroupGetOptions(request))
+    finally:
+        channel.close()
+        server.stop(0)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "NodeSet old: spec.autoscaling.options.scaleDownUnreadyTime '1e3h': not a Go duration" in details
+
+
+class _Cache:
+    """An informer's read side over fixed objects."""
+
+    def __init__(self, items: dict[str, Any]) -> None:
+        self._items = items
+
+    def get(self, name: str) -> Any:
+        return self._items.get(name)
+
+    def list(self) -> list[Any]:
+        return list(self._items.values())
+
+    def by_index(self, index: str, value: str) -> list[Any]:
+        return []

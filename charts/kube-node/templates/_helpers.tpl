@@ -61,10 +61,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- toJson (uniq $namespaces) }}
 {{- end }}
 
+{{/*
+The cluster identity to configure: config.cluster-name, clusterName, else the one this release already runs
+with (read from its ConfigMap: an upgrade from a chart whose default was "kube-node" keeps it, so the
+machines it made stay its own), else empty, and kube-node uses the kube-system namespace's uid.
+*/}}
+{{- define "kube-node.clusterName" -}}
+{{- $existing := lookup "v1" "ConfigMap" .Release.Namespace (include "kube-node.fullname" .) }}
+{{- $running := get (dig "data" "config.yaml" "" $existing | fromYaml) "cluster-name" }}
+{{- coalesce (get .Values.config "cluster-name") .Values.clusterName $running | default "" }}
+{{- end }}
+
 {{/* The settings file of `kube-node run --config`; values.config adds to it and wins. */}}
 {{- define "kube-node.config" -}}
 {{- $config := dict
-  "cluster-name" .Values.clusterName
   "log-level" .Values.logLevel
   "log-format" .Values.logFormat
   "status-address" (printf ":%d" (int .Values.metrics.port))
@@ -91,6 +101,10 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- if .Values.simulator.enabled }}
 {{- $_ := set $config "simulator-dir" "/var/lib/kube-node/simulator" }}
+{{- end }}
+{{- $cluster := include "kube-node.clusterName" . }}
+{{- if $cluster }}
+{{- $_ := set $config "cluster-name" $cluster }}
 {{- end }}
 {{- toYaml (mergeOverwrite $config .Values.config) }}
 {{- end }}
