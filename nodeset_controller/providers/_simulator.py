@@ -323,3 +323,8 @@ class SimulatorProvider:
     def destroy(self, name: str) -> None:
         """Destroy the machine (missing is fine)."""
         self._cloud.destroy(name, self._settings)
+
+    def validate(self) -> str:
+        """Always succeeds: the simulator has every size, image and location (its driverOptions were read
+        when this provider was built, and a malformed one failed then)."""
+        return f"simulated machines (boot delay {self._settings.boot_delay:g} s)"
