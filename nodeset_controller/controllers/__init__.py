@@ -1,8 +1,10 @@
-"""The controllers: NodeController (machines behind Nodes), and the Manager that runs them."""
+"""The controllers: NodeController (machines behind Nodes), NodeSetController, NodeClassController (in-use
+protection and status of NodeClasses), the pending-pod autoscaler, and the Manager that runs them."""
 
 from ._manager import Manager, ManagerSettings
 from ._node_controller import FAILPOINT_ENV, NodeController, NodeControllerSettings, Phase
 from ._node_template import node_allocatable_units, node_capacity, node_labels, node_taints
+from ._nodeclass_controller import NodeClassController, NodeClassControllerSettings
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
 from ._pending_pods import PendingPodAutoscaler, PendingPodAutoscalerSettings
 from ._removal import request_removal, requested_nodes
@@ -12,6 +14,8 @@ __all__ = [
     "FAILPOINT_ENV",
     "Manager",
     "ManagerSettings",
+    "NodeClassController",
+    "NodeClassControllerSettings",
     "NodeController",
     "NodeControllerSettings",
     "NodeSetController",
