@@ -16,6 +16,7 @@ from nodeset_controller.api import (
     ANNOTATION_MACHINE_ERROR,
     FINALIZER_IN_USE,
     LABEL_NODECLASS,
+    LABEL_NODESET,
     TAINT_STARTUP,
 )
 from nodeset_controller.controllers import Manager
@@ -150,6 +151,40 @@ def test_an_in_use_nodeclass_stays_until_its_nodes_and_nodesets_are_gone(
     kubectl.run("delete", "nodeset", "web")
     eventually(lambda: nodeclass_or_none(kube, "sim") is None, what="the NodeClass gone")
     assert manager.simulator.machines() == []
+
+
+def test_a_nodeclass_deleted_and_created_again_keeps_its_nodes_and_machines(kube: KubeClient, manager: Manager) -> None:
+    """What a GitOps tool's replace does, here with the finalizer removed by hand so that the deletion is
+    final: the Nodes of the class, their machines and the NodeSet are left as they are."""
+    kube.create(NODECLASSES, simulator_nodeclass())
+    kube.create(NODESETS, nodeset_manifest("web", 2))
+    kube.create(NODES, managed_node("solo"))
+    before = eventually(lambda: all_ready(kube, 3, manager), timeout=60, what="3 Ready Nodes")
+    uids = sorted(n["metadata"]["uid"] for n in before)
+    assert manager.simulator is not None
+    machines = sorted(m.name for m in manager.simulator.machines())
+    destroyed_before = metrics.MACHINE_OPERATIONS.labels("simulator", "destroy", "success")._value.get()
+
+    kube.delete(NODECLASSES, "sim")
+    if nodeclass_or_none(kube, "sim") is not None:  # held by the in-use finalizer: forced, as a person might
+        kube.patch(NODECLASSES, "sim", {"metadata": {"finalizers": None}})
+    eventually(lambda: manager.nodeclasses.get("sim") is None, what="kube-node to see the NodeClass gone")
+    kube.create(NODECLASSES, simulator_nodeclass())
+
+    time.sleep(4)  # sweeps once a second, NodeSet replacement backoff 1 s: long enough for any harm to show
+    after = nodes_of(kube)
+    assert sorted(n["metadata"]["uid"] for n in after) == uids, "no Node may be deleted or replaced"
+    assert all(is_ready(n) and not n["metadata"].get("deletionTimestamp") for n in after)
+    assert not [
+        n["metadata"]["name"] for n in after if ANNOTATION_MACHINE_ERROR in n["metadata"].get("annotations", {})
+    ]
+    assert sorted(m.name for m in manager.simulator.machines()) == machines, "no machine may be destroyed"
+    assert metrics.MACHINE_OPERATIONS.labels("simulator", "destroy", "success")._value.get() == destroyed_before
+    assert kube.get(NODESETS, "web")["status"]["readyReplicas"] == 2
+    assert {n["metadata"]["labels"].get(LABEL_NODESET) for n in after} == {"web", None}
+    nodeclass = eventually(lambda: when_condition(kube, "sim", "Ready", status="True"), what="Ready again")
+    assert nodeclass["status"]["observedGeneration"] == 1
+    assert FINALIZER_IN_USE in nodeclass["metadata"]["finalizers"]
 
 
 def test_ready_is_checked_once_per_generation_and_on_a_timer_not_per_reconcile(
