@@ -403,7 +403,8 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"node group {request.id}: NodeClass {nodeset.spec.node_class_name} does not exist",
             )
-        data = template_node(nodeset, nodeclass).SerializeToString()
+        nodes = self._nodes.by_index("nodeclass", nodeclass.metadata.name)
+        data = template_node(nodeset, nodeclass, nodes).SerializeToString()
         return pb.NodeGroupTemplateNodeInfoResponse(nodeBytes=data, old_nodeInfo=data)
 
     @_rpc

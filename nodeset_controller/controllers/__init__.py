@@ -3,7 +3,15 @@ protection and status of NodeClasses), the pending-pod autoscaler, and the Manag
 
 from ._manager import Manager, ManagerSettings
 from ._node_controller import FAILPOINT_ENV, NodeController, NodeControllerSettings, Phase
-from ._node_template import node_allocatable_units, node_capacity, node_labels, node_taints
+from ._node_template import (
+    NodeResources,
+    capacity_differences,
+    node_allocatable_units,
+    node_capacity,
+    node_labels,
+    node_resources,
+    node_taints,
+)
 from ._nodeclass_controller import NodeClassController, NodeClassControllerSettings
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
 from ._pending_pods import PendingPodAutoscaler, PendingPodAutoscalerSettings
@@ -18,17 +26,20 @@ __all__ = [
     "NodeClassControllerSettings",
     "NodeController",
     "NodeControllerSettings",
+    "NodeResources",
     "NodeSetController",
     "NodeSetControllerSettings",
     "PendingPodAutoscaler",
     "PendingPodAutoscalerSettings",
     "Phase",
+    "capacity_differences",
     "choose_victims",
     "is_failed",
     "is_ready",
     "node_allocatable_units",
     "node_capacity",
     "node_labels",
+    "node_resources",
     "node_taints",
     "request_removal",
     "requested_nodes",

@@ -11,9 +11,14 @@ Level-triggered, per NodeClass:
 - **Ready**: the class's provider can be built (the provider is available, the credentials Secret is found)
   and resolves the size, image and location (``MachineProvider.validate``). That is a cloud call, so it is
   made once per generation and then again on a timer (sooner after a failure), never per reconcile.
-- **status**: observedGeneration, how many Nodes and NodeSets use the class, and the conditions Ready and
-  InUse, written to the status subresource with the NodeClass's resourceVersion (a concurrent writer makes
-  it fail with a Conflict and the NodeClass is reconciled again); Events on every transition.
+- **CapacityMatches**: once a Node of the class is Ready, whether the capacity it reports is what the class
+  declares (within 10 %); if not, the figures, and a Warning ``CapacityMismatch`` Event once per change.
+  Templates and bin-packing use what the Nodes report either way (``node_resources``, the one place both
+  take it from).
+- **status**: observedGeneration, how many Nodes and NodeSets use the class, and the conditions Ready,
+  InUse and CapacityMatches, written to the status subresource with the NodeClass's resourceVersion (a
+  concurrent writer makes it fail with a Conflict and the NodeClass is reconciled again); Events on every
+  transition.
 
 Node changes reach a NodeClass after a short pause, so a NodeSet of a thousand Nodes coming up costs a few
 status writes, not a thousand.
@@ -44,14 +49,16 @@ from ..kube import (
     run_workers,
 )
 from ..providers import ErrorClass, ProviderError, ProviderRegistry
+from ._node_template import capacity_differences, node_resources
 from ._nodeset_controller import condition_json, make_condition
 
 log = logging.getLogger(__name__)
 
 READY = "Ready"
 IN_USE = "InUse"
+CAPACITY_MATCHES = "CapacityMatches"
 #: The conditions this controller owns; others on the NodeClass are kept as they are.
-_OWN = (READY, IN_USE)
+_OWN = (READY, IN_USE, CAPACITY_MATCHES)
 #: Names listed in a message, at most.
 _NAMES_SHOWN = 3
 #: Label values are at most 63 characters: a longer NodeClass name cannot be on any Node.
@@ -168,7 +175,8 @@ class NodeClassController:
         if not deleting and FINALIZER_IN_USE not in meta.finalizers:
             self._set_finalizers(nodeclass, [*meta.finalizers, FINALIZER_IN_USE])
             return None  # the write brings the NodeClass back
-        nodes = sorted(n.name for n in self._nodes.by_index("nodeclass", name))
+        members = self._nodes.by_index("nodeclass", name)
+        nodes = sorted(n.name for n in members)
         nodesets = sorted(ns.metadata.name for ns in self._nodesets.list() if ns.spec.node_class_name == name)
         if deleting and FINALIZER_IN_USE in meta.finalizers and not nodes and not nodesets:
             if self._used_at_api_server(name):
@@ -177,8 +185,12 @@ class NodeClassController:
             self._event(nodeclass, "Normal", "Released", "no Node or NodeSet uses this NodeClass any more")
             return None
         check = self._check(nodeclass)
-        in_use = _in_use(nodes, nodesets, deleting=deleting)
-        self._write_status(nodeclass, check, in_use, nodes=len(nodes), nodesets=len(nodesets))
+        values = {
+            READY: check.values,
+            IN_USE: _in_use(nodes, nodesets, deleting=deleting),
+            CAPACITY_MATCHES: _capacity_matches(nodeclass, members),
+        }
+        self._write_status(nodeclass, values, nodes=len(nodes), nodesets=len(nodesets))
         interval = self.settings.recheck if check.interval_ok else self.settings.recheck_failed
         return Result(requeue_after=max(0.1, check.at + interval - time.monotonic()))
 
@@ -235,14 +247,13 @@ class NodeClassController:
     # -- status ------------------------------------------------------------------------------------------
 
     def _write_status(
-        self, nodeclass: NodeClass, check: _Check, in_use: tuple[str, str, str], *, nodes: int, nodesets: int
+        self, nodeclass: NodeClass, values: dict[str, tuple[str, str, str]], *, nodes: int, nodesets: int
     ) -> None:
         name = nodeclass.metadata.name
         generation = nodeclass.metadata.generation
         current = nodeclass.status
         old = {c.type: c for c in (current.conditions if current else [])}
-        ours = ((READY, check.values), (IN_USE, in_use))
-        conditions = [make_condition(kind, values, old.get(kind), generation) for kind, values in ours]
+        conditions = [make_condition(kind, values[kind], old.get(kind), generation) for kind in _OWN]
         conditions += [c for kind, c in old.items() if kind not in _OWN]
         if (
             current is not None
@@ -284,6 +295,9 @@ class NodeClassController:
         use, was = new[IN_USE], old.get(IN_USE)
         if use.reason == "DeletionBlocked" and (was is None or was.reason != "DeletionBlocked"):
             self._event(nodeclass, "Warning", "DeletionBlocked", use.message)
+        capacity, was = new[CAPACITY_MATCHES], old.get(CAPACITY_MATCHES)
+        if capacity.status == "False" and (was is None or (was.status, was.message) != ("False", capacity.message)):
+            self._event(nodeclass, "Warning", "CapacityMismatch", capacity.message)
 
     def _event(self, nodeclass: NodeClass, type_: EventType, reason: str, message: str) -> None:
         ref = ObjectReference(
@@ -294,7 +308,31 @@ class NodeClassController:
 
 def _summary(node: NodeRecord) -> tuple[Any, ...]:
     """What of a Node a NodeClass's status depends on."""
-    return (node.labels.get(LABEL_NODECLASS), node.deleting)
+    return (node.labels.get(LABEL_NODECLASS), node.deleting, node.ready, node.capacity, node.allocatable)
+
+
+def _capacity_matches(nodeclass: NodeClass, nodes: list[NodeRecord]) -> tuple[str, str, str]:
+    """The CapacityMatches condition's (status, reason, message). The message carries no Node name, so that
+    one more Node reporting the same figures changes nothing (and sends no Event)."""
+    resources = node_resources(nodeclass, nodes)
+    if resources.reported_by is None:
+        return (
+            "Unknown",
+            "NoNodeRegistered",
+            "no Node of this class is Ready yet; templates and bin-packing use the declared capacity",
+        )
+    differences = capacity_differences(nodeclass, resources)
+    if not differences:
+        return "True", "Matches", "a Ready Node of this class reports the declared capacity"
+    reported = ", ".join(
+        f"{resource} {got} where the class declares {want}" if got is not None else f"no {resource} (declared {want})"
+        for resource, want, got in differences
+    )
+    return (
+        "False",
+        "Mismatch",
+        f"a Ready Node of this class reports {reported}; templates and bin-packing use what the Nodes report",
+    )
 
 
 def _in_use(nodes: list[str], nodesets: list[str], *, deleting: bool) -> tuple[str, str, str]:

@@ -257,7 +257,7 @@ class PendingPodAutoscaler:
         return decided
 
     def _candidate(self, nodeset: NodeSet, nodeclass: NodeClass, cluster_room: int) -> _Candidate:
-        capacity = node_allocatable_units(nodeclass)
+        capacity = node_allocatable_units(nodeclass, self._nodes.by_index("nodeclass", nodeclass.metadata.name))
         overhead = self._daemonset_overhead(nodeset)
         for name, value in overhead.items():
             capacity[name] = capacity.get(name, 0) - value

@@ -65,6 +65,7 @@ class NodeRecord:
     ready: bool | None  #: the Ready condition: True, False, or None when Unknown or absent
     ready_changed: float | None  #: when the Ready condition last changed
     allocatable: dict[str, str] = field(default_factory=dict)
+    capacity: dict[str, str] = field(default_factory=dict)
     owner_uid: str = ""  #: the uid of the NodeSet that owns it (its controller ownerReference), if any
 
     @classmethod
@@ -94,6 +95,7 @@ class NodeRecord:
             ready=ready,
             ready_changed=ready_changed,
             allocatable=dict(status.get("allocatable") or {}),
+            capacity=dict(status.get("capacity") or {}),
             owner_uid=next(
                 (o.get("uid", "") for o in meta.get("ownerReferences") or () if o.get("kind") == "NodeSet"), ""
             ),
