@@ -403,14 +403,15 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"node group {request.id}: NodeClass {nodeset.spec.node_class_name} does not exist",
             )
+        nodes = self._nodes.by_index("nodeclass", nodeclass.metadata.name)
         try:
-            node_allocatable_units(nodeclass)
+            node_allocatable_units(nodeclass, nodes)
         except QuantityError as error:
             raise RpcError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"node group {request.id}: NodeClass {nodeclass.metadata.name}: spec.capacity.{error}",
             ) from None
-        data = template_node(nodeset, nodeclass).SerializeToString()
+        data = template_node(nodeset, nodeclass, nodes).SerializeToString()
         return pb.NodeGroupTemplateNodeInfoResponse(nodeBytes=data, old_nodeInfo=data)
 
     @_rpc

@@ -19,6 +19,9 @@ LABEL_NODECLASS: Final = f"{GROUP}/nodeclass"
 LABEL_NODESET: Final = f"{GROUP}/nodeset"
 #: Guarantees that deleting a Node destroys its machine first.
 FINALIZER_MACHINE: Final = f"{GROUP}/machine"
+#: On every NodeClass: kept while a Node labelled with the class or a NodeSet naming it remains, so that a
+#: NodeClass deleted while in use stays (Terminating) until its Nodes can no longer need it.
+FINALIZER_IN_USE: Final = f"{GROUP}/in-use"
 #: Kept on a Node until its kubelet reports Ready. The cluster-autoscaler treats every key under
 #: ``startup-taint.cluster-autoscaler.kubernetes.io/`` as transient (see design/ARCHITECTURE.md).
 TAINT_STARTUP: Final = "startup-taint.cluster-autoscaler.kubernetes.io/kube-node"

@@ -186,6 +186,10 @@ class NodeController:
             return None  # the write brings the Node back through the watch
         nodeclass = self._nodeclasses.get(node.labels[LABEL_NODECLASS])
         if nodeclass is None:
+            if ANNOTATION_MACHINE_ID in node.annotations or node.uid in self._unrecorded:
+                # Its machine exists: a NodeClass deleted and created again must not fail (and replace) the Node.
+                self._event(node, "Warning", "NodeClassNotFound", "its NodeClass does not exist; machine kept")
+                return None
             self._record_problem(
                 node, "NodeClassNotFound", f"NodeClass {node.labels[LABEL_NODECLASS]} does not exist; no machine"
             )

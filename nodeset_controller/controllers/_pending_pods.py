@@ -289,7 +289,7 @@ class PendingPodAutoscaler:
         skipped, with one Warning Event while the problem lasts and the ScalingLimited condition saying why."""
         name = nodeset.metadata.name
         try:
-            capacity = node_allocatable_units(nodeclass)
+            capacity = node_allocatable_units(nodeclass, self._nodes.by_index("nodeclass", nodeclass.metadata.name))
         except QuantityError as error:
             problem = (
                 f"NodeClass {nodeclass.metadata.name}: spec.capacity.{error}; this NodeSet is not scaled up "

@@ -25,7 +25,8 @@ LibcloudFactory = Callable[[NodeClass, dict[str, str], str], MachineProvider]
 
 
 class ProviderRegistry:
-    """Builds and caches one provider per NodeClass generation."""
+    """Builds and caches one provider per NodeClass generation (the NodeClass's uid and generation: metadata
+    and status writes leave it, a spec change or a NodeClass deleted and created again makes a new one)."""
 
     def __init__(
         self,
@@ -46,7 +47,8 @@ class ProviderRegistry:
         """The provider for ``nodeclass``. Raises ProviderError (InvalidConfiguration) when it cannot be built:
         no simulator configured, a missing Secret, an unknown libcloud provider."""
         name = nodeclass.metadata.name
-        version = nodeclass.metadata.resource_version or ""
+        meta = nodeclass.metadata
+        version = f"{meta.uid}/{meta.generation}" if meta.generation is not None else meta.resource_version or ""
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(name)

@@ -273,8 +273,28 @@ def test_kubectl_get_nodesets_shows_the_printer_columns(kube: KubeClient, kubect
     assert wide_header.split() == ["NAME", "DESIRED", "CURRENT", "READY", "CLASS", "AUTOSCALING", "MIN", "MAX", "AGE"]
     kube.create(NODECLASSES, nodeclass() | {"metadata": {"name": "small"}})
     header, row = kubectl.run("get", "nc").stdout.splitlines()
-    assert header.split() == ["NAME", "PROVIDER", "SIZE", "LOCATION", "CPU", "MEMORY", "AGE"]
+    assert header.split() == ["NAME", "PROVIDER", "READY", "NODES", "SIZE", "LOCATION", "CPU", "MEMORY", "AGE"]
     assert row.split()[:2] == ["small", "simulator"]
+    kube.patch(
+        NODECLASSES,
+        "small",
+        {
+            "status": {
+                "nodes": 7,
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "Resolved",
+                        "message": "",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    }
+                ],
+            }
+        },
+        subresource="status",
+    )
+    assert kubectl.run("get", "nc").stdout.splitlines()[1].split()[:4] == ["small", "simulator", "True", "7"]
 
 
 def test_kubectl_explain_documents_the_fields(kubectl: Kubectl) -> None:

@@ -348,3 +348,34 @@ def test_a_nodeclass_with_a_capacity_kubernetes_would_refuse_fails_alone_and_the
         assert f"spec.capacity.{field}" in warnings[0]["message"]
         assert replicas(kube, name) == 0
     assert limited("good") is None
+
+
+def test_new_nodes_are_packed_with_what_registered_nodes_report_not_the_declaration(
+    kube: KubeClient, manager: Manager, namespace: str
+) -> None:
+    nodeclass = simulator_nodeclass("small-on-paper")
+    nodeclass["spec"]["capacity"] = {"cpu": "2", "memory": "4Gi"}  # the machines have 8 CPUs
+    kube.create(NODECLASSES, nodeclass)
+    kube.create(NODESETS, nodeset_manifest("grow", 1, nodeclass="small-on-paper", maxReplicas=5, **AUTO))
+    node = eventually(
+        lambda: next(
+            (
+                n
+                for n in kube.list(NODES, labelSelector=f"{LABEL_NODESET}=grow")["items"]
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions") or [])
+            ),
+            None,
+        ),
+        timeout=60,
+        what="a Ready Node",
+    )
+    name = node["metadata"]["name"]
+    reported = {"cpu": "8", "memory": "32Gi", "pods": "110"}
+    kube.patch(NODES, name, {"status": {"capacity": reported, "allocatable": reported}}, subresource="status")
+    kube.patch(NODES, name, {"spec": {"unschedulable": True}})  # no room on it: the pod needs a new Node
+    eventually(lambda: (n := manager.nodes.get(name)) is not None and n.unschedulable and n.allocatable["cpu"] == "8")
+
+    kube.create(DEPLOYMENTS, deployment("wide", 1, "5"), namespace)  # 5 CPUs: more than declared, less than real
+
+    eventually(lambda: replicas(kube, "grow") == 2, timeout=30, what="replicas 2")
+    assert not pod_events(kube, namespace, "NotTriggerScaleUp")

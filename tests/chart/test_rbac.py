@@ -140,7 +140,10 @@ CAN_I = [
     ("patch", "nodesets.kube-node.io --subresource=status", None, True),
     ("create", "pods --subresource=eviction", "default", True),
     ("patch", "nodes --subresource=status", None, True),  # the simulator's kubelets
+    ("patch", "nodeclasses.kube-node.io --subresource=status", None, True),  # the NodeClassController
+    ("patch", "nodeclasses.kube-node.io", None, True),  # its in-use finalizer
     ("update", "nodeclasses.kube-node.io --subresource=status", None, False),
+    ("update", "nodeclasses.kube-node.io", None, False),
     ("get", "secrets", "credentials", True),
     ("update", "leases/kube-node", "own", True),
     ("delete", "namespaces", None, False),

@@ -21,6 +21,7 @@ from nodeset_controller.controllers import Manager
 from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, STRATEGIC_MERGE_PATCH, KubeClient, now_rfc3339
 from tests.conftest import eventually, managed_node, nodeset_manifest, simulator_nodeclass
 from tests.nodesets.test_nodeset_controller import (
+    EVENTS,
     PDBS,
     PODS,
     condition,
@@ -99,15 +100,17 @@ def test_a_nodeclass_deleted_and_recreated_removes_no_node_of_any_mode(kube: Kub
     # What a GitOps tool may do: delete the NodeClass (whatever holds it back), and apply it again later.
     kube.patch(NODECLASSES, "sim", {"metadata": {"finalizers": None}})
     kube.delete(NODECLASSES, "sim")
-    eventually(
-        lambda: all(
-            "NodeClass sim does not exist" in (n["metadata"].get("annotations") or {}).get(ANNOTATION_MACHINE_ERROR, "")
-            for s in before
-            for n in members(kube, s)
-        ),
-        timeout=30,
-        what="every Node to record the missing NodeClass",
-    )
+
+    def all_told() -> bool:
+        manager.recorder.flush()
+        told = {
+            e["involvedObject"]["name"]
+            for e in kube.list(EVENTS, "default")["items"]
+            if e["reason"] == "NodeClassNotFound"
+        }
+        return all(n in told for nodes in before.values() for n in nodes)
+
+    eventually(all_told, timeout=30, what="every Node to notice the missing NodeClass")
     time.sleep(3)  # past the test's failed-instance TTL (2 s): an autoscaled set would give back "failed" Nodes
     kube.create(NODECLASSES, simulator_nodeclass())
     time.sleep(2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from typing import Any
 
 import grpc
@@ -14,7 +15,7 @@ from autoscaler_provider._proto import externalgrpc_pb2 as pb
 from autoscaler_provider._proto import externalgrpc_pb2_grpc, k8s_node_pb2
 from nodeset_controller.api import ANNOTATION_DELETE_REQUESTED_NODES, LABEL_GPU, LABEL_NODESET
 from nodeset_controller.controllers import Manager
-from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient, nodeset_from_json
+from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient, Resource, nodeset_from_json
 from tests.conftest import Provider, eventually, nodeset_manifest, simulator_nodeclass
 
 pytestmark = pytest.mark.controlplane
@@ -290,6 +291,73 @@ def test_template_node_info_of_a_capacity_kubernetes_would_refuse_is_a_precise_s
         code, details = status_of(lambda r=request: provider.stub.NodeGroupTemplateNodeInfo(r))
         assert code == grpc.StatusCode.FAILED_PRECONDITION, name
         assert f"node group {name}: NodeClass {name}: spec.capacity.{resource}: '{value}'" in details
+
+
+EVENTS = Resource("", "v1", "events", namespaced=True)
+
+
+def template_resources(provider: Provider, group: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(capacity, allocatable) of the template Node the provider serves for ``group``."""
+    data = provider.stub.NodeGroupTemplateNodeInfo(pb.NodeGroupTemplateNodeInfoRequest(id=group)).nodeBytes
+    node = k8s_node_pb2.Node.FromString(data)
+    return (
+        {k: v.string for k, v in node.status.capacity.items()},
+        {k: v.string for k, v in node.status.allocatable.items()},
+    )
+
+
+def capacity_condition(kube: KubeClient, nodeclass: str, status: str) -> dict[str, Any] | None:
+    conditions = (kube.get(NODECLASSES, nodeclass).get("status") or {}).get("conditions") or []
+    found = next((c for c in conditions if c["type"] == "CapacityMatches"), None)
+    return found if found is not None and found["status"] == status else None
+
+
+def mismatch_events(kube: KubeClient, nodeclass: str) -> list[dict[str, Any]]:
+    items = kube.list(EVENTS, "default", fieldSelector=f"involvedObject.name={nodeclass}")["items"]
+    return [e for e in items if e["reason"] == "CapacityMismatch"]
+
+
+def test_templates_and_the_nodeclass_follow_what_registered_nodes_report(
+    kube: KubeClient, provider: Provider, manager: Manager
+) -> None:
+    nodeclass = simulator_nodeclass("declared")
+    nodeclass["spec"]["capacity"] = {"cpu": "4", "memory": "4Gi"}
+    kube.create(NODECLASSES, nodeclass)
+    kube.create(NODESETS, nodeset_manifest("real", 0, nodeclass="declared", **CA))
+    eventually(lambda: "real" in [g.id for g in provider.stub.NodeGroups(pb.NodeGroupsRequest()).nodeGroups])
+    # No Node yet: the declaration.
+    assert template_resources(provider, "real") == ({"cpu": "4", "memory": "4Gi", "pods": "110"},) * 2
+    unknown = eventually(lambda: capacity_condition(kube, "declared", "Unknown"), what="CapacityMatches Unknown")
+    assert unknown["reason"] == "NoNodeRegistered"
+
+    kube.patch(NODESETS, "real", {"spec": {"replicas": 1}})
+    node = eventually(lambda: ready_members(kube, "real", 1), timeout=60)[0]
+    eventually(lambda: capacity_condition(kube, "declared", "True"), what="CapacityMatches True")
+
+    # Its kubelet reports what the machine really has (the simulator's reports the declaration).
+    name = node["metadata"]["name"]
+    reported = {"cpu": "4", "memory": "24Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    allocatable = {"cpu": "3800m", "memory": "23Gi", "pods": "110", "ephemeral-storage": "95Gi"}
+    kube.patch(NODES, name, {"status": {"capacity": reported, "allocatable": allocatable}}, subresource="status")
+
+    mismatch = eventually(lambda: capacity_condition(kube, "declared", "False"), what="CapacityMatches False")
+    assert mismatch["reason"] == "Mismatch"
+    assert "memory 24Gi where the class declares 4Gi" in mismatch["message"]
+    assert "cpu" not in mismatch["message"]
+    event = eventually(lambda: mismatch_events(kube, "declared"), what="the Warning Event")[0]
+    assert event["type"] == "Warning" and "memory 24Gi where the class declares 4Gi" in event["message"]
+    assert template_resources(provider, "real") == (reported, allocatable)
+
+    # The same figures again (another reconcile, another status write): no second Event.
+    kube.patch(NODECLASSES, "declared", {"metadata": {"labels": {"seen": "yes"}}})
+    kube.patch(NODES, name, {"status": {"allocatable": {**allocatable, "cpu": "3900m"}}}, subresource="status")
+    eventually(lambda: template_resources(provider, "real")[1]["cpu"] == "3900m", what="the new allocatable")
+    time.sleep(2)
+    assert [e["count"] for e in mismatch_events(kube, "declared")] == [1]
+    # Other figures: the condition says so, with one more Event.
+    kube.patch(NODES, name, {"status": {"capacity": {**reported, "memory": "32Gi"}}}, subresource="status")
+    eventually(lambda: "memory 32Gi" in (capacity_condition(kube, "declared", "False") or {}).get("message", ""))
+    eventually(lambda: len(mismatch_events(kube, "declared")) == 2, what="a second Event")
 
 
 def _defaults() -> pb.NodeGroupAutoscalingOptions:
