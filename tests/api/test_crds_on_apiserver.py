@@ -103,9 +103,51 @@ INVALID_OBJECTS = [
     ),
     pytest.param(
         NODESETS,
-        nodeset(template={"metadata": {"labels": {"kube-node.io/nodeset": "x"}}}),
-        "labels with the kube-node.io/ prefix are reserved for kube-node",
+        nodeset(template={"metadata": {"labels": {"team": "a", "kube-node.io/nodeset": "x"}}}),
+        "label kube-node.io/nodeset is reserved for kube-node",
         id="reserved-label",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"labels": {"gpu.kube-node.io/model": "x"}}}),
+        "label gpu.kube-node.io/model is reserved for kube-node",
+        id="reserved-label-subdomain",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"labels": {"node-role.kubernetes.io/control-plane": ""}}}),
+        "label node-role.kubernetes.io/control-plane cannot be set by a NodeSet",
+        id="node-role-label",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"labels": {"node-restriction.kubernetes.io/pci": "true"}}}),
+        "label node-restriction.kubernetes.io/pci cannot be set by a NodeSet",
+        id="node-restriction-label",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"labels": {"example.node-restriction.kubernetes.io/pci": "true"}}}),
+        "label example.node-restriction.kubernetes.io/pci cannot be set by a NodeSet",
+        id="node-restriction-label-subdomain",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"labels": {"kubernetes.io/hostname": "db-0"}}}),
+        "label kubernetes.io/hostname cannot be set by a NodeSet",
+        id="hostname-label",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"annotations": {"note": "x", "kube-node.io/machine-id": "i-123"}}}),
+        "annotation kube-node.io/machine-id is reserved for kube-node",
+        id="machine-id-annotation",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"annotations": {"kube-node.io/drain-started": "2026-01-01T00:00:00Z"}}}),
+        "annotation kube-node.io/drain-started is reserved for kube-node",
+        id="drain-started-annotation",
     ),
     pytest.param(
         NODECLASSES,
@@ -155,6 +197,18 @@ def test_invalid_objects_are_rejected_by_the_apiserver(
     assert caught.value.invalid, caught.value
     assert message in caught.value.message
     assert not kube.list(resource)["items"]
+
+
+def test_a_template_may_set_other_labels_and_annotations(kube: KubeClient) -> None:
+    labels = {
+        "team": "a",
+        "example.com/tier": "web",
+        "node.kubernetes.io/exclude-from-external-load-balancers": "true",
+        "kube-node.io.example.com/x": "y",  # another domain that merely starts like kube-node's
+    }
+    annotations = {"example.com/owner": "team-a", "cluster-autoscaler.kubernetes.io/scale-down-disabled": "true"}
+    kube.create(NODESETS, nodeset(template={"metadata": {"labels": labels, "annotations": annotations}}))
+    assert kube.get(NODESETS, "bad")["spec"]["template"]["metadata"]["labels"] == labels
 
 
 def test_unknown_fields_are_rejected_with_strict_field_validation(kube: KubeClient, kubectl: Kubectl) -> None:
