@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from autoscaler_provider import parse_go_duration
 from kube_node._samples import SAMPLE_FILES, apply_samples, sample_manifests
 from nodeset_controller.api import (
     AutoscalingSettings,
@@ -25,7 +26,14 @@ from nodeset_controller.api import (
     Taint,
     crd_manifests,
 )
-from nodeset_controller.kube import CRDS, NODECLASSES, NODESETS, ApiError, KubeClient, install_crds
+from nodeset_controller.kube import (
+    CRDS,
+    NODECLASSES,
+    NODESETS,
+    ApiError,
+    KubeClient,
+    install_crds,
+)
 from tests.conftest import REPO, Kubectl
 
 pytestmark = pytest.mark.controlplane
@@ -98,8 +106,56 @@ INVALID_OBJECTS = [
     pytest.param(
         NODESETS,
         nodeset(autoscaling={"options": {"scaleDownUnneededTime": "ten minutes"}}),
-        "scaleDownUnneededTime in body should match",
+        'scaleDownUnneededTime: Invalid value: "ten minutes": must be a Go duration such as 10m',
         id="bad-duration",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset() | {"metadata": {"name": "n" * 58}},
+        "NodeSet names are at most 57 characters",
+        id="name-too-long",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(autoscaling={"options": {"scaleDownUnneededTime": "99999999999999999h"}}),
+        'scaleDownUnneededTime: Invalid value: "99999999999999999h": must be a Go duration',
+        id="duration-too-large",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(autoscaling={"options": {"scaleDownUnneededTime": "1h" * 11}}),
+        "spec.autoscaling.options.scaleDownUnneededTime: Too long: may not be more than 20 bytes",
+        id="duration-too-long",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(autoscaling={"options": {"scaleDownUnreadyTime": "9999999h"}}),
+        'scaleDownUnreadyTime: Invalid value: "9999999h": must be a Go duration',
+        id="duration-component-too-large",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(autoscaling={"options": {"maxNodeProvisionTime": "8761h"}}),
+        'maxNodeProvisionTime: Invalid value: "8761h": must be at most 8760h (a year)',
+        id="duration-above-a-year",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(replicas=10001, maxReplicas=20000),
+        "spec.replicas: Invalid value: 10001: spec.replicas in body should be less than or equal to 10000",
+        id="replicas-above-10000",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(replicas=0, maxReplicas=20000),
+        "spec.maxReplicas in body should be less than or equal to 10000",
+        id="max-replicas-above-10000",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(replicas=0, minReplicas=10001),
+        "spec.minReplicas in body should be less than or equal to 10000",
+        id="min-replicas-above-10000",
     ),
     pytest.param(
         NODESETS,
@@ -209,6 +265,23 @@ def test_a_template_may_set_other_labels_and_annotations(kube: KubeClient) -> No
     annotations = {"example.com/owner": "team-a", "cluster-autoscaler.kubernetes.io/scale-down-disabled": "true"}
     kube.create(NODESETS, nodeset(template={"metadata": {"labels": labels, "annotations": annotations}}))
     assert kube.get(NODESETS, "bad")["spec"]["template"]["metadata"]["labels"] == labels
+
+
+def test_a_nodeset_name_of_57_characters_makes_node_names_that_fit_in_63(kube: KubeClient) -> None:
+    name = "a" * 28 + "." + "b" * 28
+    kube.create(NODESETS, nodeset() | {"metadata": {"name": name}})
+    assert len(f"{name}-abcde") == 63
+
+
+def test_durations_kubernetes_and_kube_node_parse_alike_are_accepted(kube: KubeClient) -> None:
+    options = {
+        "scaleDownUnneededTime": "1h30m",
+        "scaleDownUnreadyTime": "8760h",
+        "maxNodeProvisionTime": "999999.999999999ms",
+    }
+    kube.create(NODESETS, nodeset(autoscaling={"options": options}))
+    assert kube.get(NODESETS, "bad")["spec"]["autoscaling"]["options"] == options
+    assert parse_go_duration("999999.999999999ms") == 999_999_999_999
 
 
 def test_unknown_fields_are_rejected_with_strict_field_validation(kube: KubeClient, kubectl: Kubectl) -> None:
