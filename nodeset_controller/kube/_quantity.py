@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation, localcontext
 
 _BINARY = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
 _DECIMAL = {
@@ -29,6 +29,11 @@ _PATTERN = re.compile(r"^([+-]?[0-9.]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|[numkM
 #: Resources counted in thousandths.
 MILLI_RESOURCES = frozenset({"cpu"})
 
+#: Exact arithmetic for every quantity the NodeClass schema takes (at most 64 characters, so 64 digits,
+#: times 2**60 and 1000): the default 28 digits would round 1.0000000000000000000000000001 down to 1, and
+#: the ceiling would then under-count it.
+_EXACT = Context(prec=128)
+
 
 class QuantityError(ValueError):
     """Not a Kubernetes quantity."""
@@ -46,19 +51,21 @@ def parse_quantity(value: str | int | float) -> Decimal:
         base = Decimal(number)
     except InvalidOperation:
         raise QuantityError(f"not a quantity: {value!r}") from None
-    if suffix in _BINARY:
-        return base * _BINARY[suffix]
-    if suffix[:1] in ("e", "E"):
-        return base * (Decimal(10) ** int(suffix[1:]))
-    return base * _DECIMAL[suffix]
+    with localcontext(_EXACT):
+        if suffix in _BINARY:
+            return base * _BINARY[suffix]
+        if suffix[:1] in ("e", "E"):
+            return base.scaleb(int(suffix[1:]))
+        return base * _DECIMAL[suffix]
 
 
 def resource_units(resource: str, value: str | int | float) -> int:
     """The quantity as an integer: millicores for cpu, whole units otherwise, rounded up."""
     amount = parse_quantity(value)
-    if resource in MILLI_RESOURCES:
-        amount *= 1000
-    return math.ceil(amount)
+    with localcontext(_EXACT):
+        if resource in MILLI_RESOURCES:
+            amount *= 1000
+        return math.ceil(amount)
 
 
 def resource_list(values: Mapping[str, str | int | float]) -> dict[str, int]:

@@ -32,11 +32,16 @@ from nodeset_controller.kube import (
     NODESETS,
     ApiError,
     KubeClient,
+    QuantityError,
+    Resource,
     install_crds,
+    resource_units,
 )
 from tests.conftest import REPO, Kubectl
 
 pytestmark = pytest.mark.controlplane
+
+RESOURCE_QUOTAS = Resource("", "v1", "resourcequotas", namespaced=True)
 
 
 def nodeclass(**spec: Any) -> dict[str, Any]:
@@ -214,8 +219,32 @@ INVALID_OBJECTS = [
     pytest.param(
         NODECLASSES,
         nodeclass(capacity={"cpu": "4 cores", "memory": "16Gi"}),
-        'spec.capacity.cpu: Invalid value: "4 cores"',
+        'spec.capacity[cpu]: Invalid value: "4 cores": must be a quantity',
         id="malformed-quantity",
+    ),
+    pytest.param(
+        NODECLASSES,
+        nodeclass(capacity={"cpu": "4", "memory": "1e1.5"}),
+        'spec.capacity[memory]: Invalid value: "1e1.5": must be a quantity',
+        id="fractional-exponent",
+    ),
+    pytest.param(
+        NODECLASSES,
+        nodeclass(capacity={"cpu": "4", "memory": "16Gi", "ephemeral-storage": "1e999999999"}),
+        'spec.capacity[ephemeral-storage]: Invalid value: "1e999999999": must be a quantity',
+        id="huge-exponent",
+    ),
+    pytest.param(
+        NODECLASSES,
+        nodeclass(capacity={"cpu": "1e16", "memory": "16Gi"}),
+        'spec.capacity[cpu]: Invalid value: "1e16": must be at most 8Pi',
+        id="quantity-above-8Pi",
+    ),
+    pytest.param(
+        NODECLASSES,
+        nodeclass(capacity={"cpu": "4", "memory": "16Gi", "pods": 2**53 + 1}),
+        "should be less than or equal to 9007199254740992",
+        id="integer-quantity-above-8Pi",
     ),
     pytest.param(
         NODECLASSES,
@@ -282,6 +311,86 @@ def test_durations_kubernetes_and_kube_node_parse_alike_are_accepted(kube: KubeC
     kube.create(NODESETS, nodeset(autoscaling={"options": options}))
     assert kube.get(NODESETS, "bad")["spec"]["autoscaling"]["options"] == options
     assert parse_go_duration("999999.999999999ms") == 999_999_999_999
+
+
+#: Capacity values and whether the NodeClass schema takes them. Every one it takes must be a quantity the
+#: API server itself parses, to the value kube-node's parser reads.
+QUANTITIES: dict[str | int, bool] = {
+    "4": True,
+    "0": True,
+    "500m": True,
+    "1.5": True,
+    "1.": True,
+    ".5": True,
+    "16Gi": True,
+    "100M": True,
+    "1e3": True,
+    "1E3": True,
+    "1e+2": True,
+    "1e-3": True,
+    "1e-99": True,
+    "250u": True,
+    "3n": True,
+    "8Pi": True,
+    "9007199254740992": True,
+    "1.0000000000000000000000000001": True,  # more digits than Python's default decimal precision
+    "7.99999999999999999999Pi": True,
+    110: True,
+    2**53: True,
+    "1e1.5": False,
+    "1e999999999": False,
+    "1e-999999999": False,
+    "1e100": False,
+    "1e16": False,
+    "9Pi": False,
+    "1Ei": False,
+    "9007199254740993": False,
+    ".": False,
+    "-1": False,
+    "+1": False,
+    "1K": False,
+    "1k1": False,
+    "e3": False,
+    "1e": False,
+    "0x10": False,
+    " 1": False,
+    "": False,
+    "1" * 65: False,
+    2**53 + 1: False,
+}
+
+
+def test_capacity_takes_only_quantities_the_apiserver_and_kube_node_read_alike(kube: KubeClient) -> None:
+    wrong = []
+    for value, expected in QUANTITIES.items():
+        body = nodeclass(capacity={"cpu": "4", "memory": "16Gi", "example.com/widgets": value})
+        try:
+            kube.create(NODECLASSES, body, dryRun="All")
+            accepted = True
+        except ApiError as error:
+            assert error.invalid, error
+            accepted = False
+        if accepted != expected:
+            wrong.append((value, f"schema accepted: {accepted}"))
+        if not (accepted and expected):
+            continue  # never hand the API server the absurd ones: parsing 1e-999999999 outlasts a request
+        # The API server's own quantity parsing: a ResourceQuota's hard limit, returned in canonical form.
+        quota = {"metadata": {"name": "q"}, "spec": {"hard": {"requests.memory": value}}}
+        try:
+            created = kube.create(RESOURCE_QUOTAS, quota, "default", dryRun="All")
+        except ApiError as error:
+            wrong.append((value, f"the schema accepts what the API server cannot parse: {error.message}"))
+            continue
+        canonical = created["spec"]["hard"]["requests.memory"]
+        for resource in ("cpu", "memory"):
+            try:
+                ours = resource_units(resource, value)
+            except (QuantityError, ArithmeticError) as error:
+                wrong.append((value, f"kube-node cannot parse it: {error!r}"))
+                break
+            if ours != resource_units(resource, canonical):
+                wrong.append((value, f"{resource}: kube-node reads {ours}, the API server {canonical}"))
+    assert not wrong
 
 
 def test_unknown_fields_are_rejected_with_strict_field_validation(kube: KubeClient, kubectl: Kubectl) -> None:
