@@ -113,6 +113,16 @@ def test_rbac_has_no_wildcards_and_reads_secrets_only_in_the_credentials_namespa
                 assert rule["verbs"] == ["get"]
 
 
+def test_the_nodeclass_policy_can_be_left_out(helm: Helm) -> None:
+    def kinds(*values: str) -> set[str]:
+        return {o["kind"] for o in helm.template(*values)}
+
+    assert {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= kinds()
+    assert not {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} & kinds(
+        "--set", "nodeClassPolicy.enabled=false"
+    )
+
+
 def test_by_default_kube_node_prefers_nodes_it_does_not_manage_and_a_given_affinity_replaces_that(
     helm: Helm,
 ) -> None:
@@ -169,6 +179,8 @@ def test_the_rendered_chart_passes_a_server_side_dry_run(
         "role.rbac.authorization.k8s.io",
         "poddisruptionbudget.policy",
         "customresourcedefinition.apiextensions.k8s.io",
+        "validatingadmissionpolicy.admissionregistration.k8s.io",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io",
     } <= kinds, applied
     assert all("(server dry run)" in line for line in applied), applied
 
@@ -209,6 +221,8 @@ def test_install_creates_every_object_upgrade_changes_them_and_uninstall_removes
         "Service",
         "Deployment",
         "PodDisruptionBudget",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     }
     for obj in objects:
         ns = ["-n", obj["metadata"].get("namespace", namespace)]

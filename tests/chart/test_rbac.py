@@ -140,6 +140,7 @@ CAN_I = [
     ("patch", "nodesets.kube-node.io --subresource=status", None, True),
     ("create", "pods --subresource=eviction", "default", True),
     ("patch", "nodes --subresource=status", None, True),  # the simulator's kubelets
+    ("use", "nodeclasses.kube-node.io/any-class", None, True),  # the NodeClass admission policy asks for it
     ("update", "nodeclasses.kube-node.io --subresource=status", None, False),
     ("get", "secrets", "credentials", True),
     ("update", "leases/kube-node", "own", True),
