@@ -22,17 +22,24 @@ CAPACITY_TOLERANCE = 0.1
 
 
 def node_labels(nodeset: NodeSet, nodeclass: NodeClass, name: str) -> dict[str, str]:
-    """The labels of the Node ``name`` of ``nodeset``: the well-known ones a kubelet sets (os, arch, hostname,
-    instance type, zone, region), the class's, the template's, then kube-node's own."""
+    """The labels of the Node ``name`` of ``nodeset``, later ones winning: the template's, the well-known ones a
+    kubelet sets (os, arch, instance type, zone, region), the class's, then the hostname and kube-node's own.
+
+    The class is written by administrators and the template by whoever may create NodeSets, so the template
+    only adds labels: it cannot override the class's (a label that restricts which workloads land on the
+    class's Nodes, say) nor misstate the machine (size, zone, region) to the scheduler.
+    """
     spec = nodeclass.spec
+    labels = dict(nodeset.spec.template.metadata.labels) if nodeset.spec.template else {}
     arch = str(spec.driver_options.get("arch", "amd64"))
-    labels = {
-        "kubernetes.io/os": "linux",
-        "kubernetes.io/arch": arch,
-        "kubernetes.io/hostname": name,
-        "beta.kubernetes.io/os": "linux",
-        "beta.kubernetes.io/arch": arch,
-    }
+    labels.update(
+        {
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": arch,
+            "beta.kubernetes.io/os": "linux",
+            "beta.kubernetes.io/arch": arch,
+        }
+    )
     if spec.size:
         labels["node.kubernetes.io/instance-type"] = spec.size
     if spec.location:
@@ -40,8 +47,7 @@ def node_labels(nodeset: NodeSet, nodeclass: NodeClass, name: str) -> dict[str, 
     if spec.region:
         labels["topology.kubernetes.io/region"] = spec.region
     labels.update(spec.labels)
-    if nodeset.spec.template:
-        labels.update(nodeset.spec.template.metadata.labels)
+    labels["kubernetes.io/hostname"] = name
     labels[LABEL_NODESET] = nodeset.metadata.name
     labels[LABEL_NODECLASS] = nodeclass.metadata.name
     if spec.gpu_type:

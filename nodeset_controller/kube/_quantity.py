@@ -105,7 +105,9 @@ def resource_units(resource: str, value: str | int | float, *, strict: bool = Fa
     except QuantityError as error:
         raise type(error)(f"{resource}: {error}", value=value, resource=resource) from None
     if resource in MILLI_RESOURCES:
-        amount *= 1000
+        with decimal.localcontext() as context:
+            context.prec = len(amount.as_tuple().digits) + 4  # exact: the default 28 digits would round it
+            amount *= 1000
     return math.ceil(amount)
 
 

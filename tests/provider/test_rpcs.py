@@ -16,7 +16,7 @@ from autoscaler_provider._proto import externalgrpc_pb2_grpc, k8s_node_pb2
 from nodeset_controller.api import ANNOTATION_DELETE_REQUESTED_NODES, LABEL_GPU, LABEL_NODESET
 from nodeset_controller.controllers import Manager
 from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient, Resource, nodeset_from_json
-from tests.conftest import Provider, eventually, nodeset_manifest, simulator_nodeclass
+from tests.conftest import Provider, create_or_none, eventually, nodeset_manifest, schema_relaxed, simulator_nodeclass
 
 pytestmark = pytest.mark.controlplane
 
@@ -280,10 +280,12 @@ def test_template_node_info_of_a_capacity_kubernetes_would_refuse_is_a_precise_s
     kube: KubeClient, provider: Provider
 ) -> None:
     # Both pass the NodeClass schema's pattern; the cluster-autoscaler could not read either in a template.
-    for name, resource, value in (("fractional", "cpu", "1e1.5"), ("huge", "memory", "1e999999999")):
-        nodeclass = simulator_nodeclass(name)
-        nodeclass["spec"]["capacity"][resource] = value
-        kube.create(NODECLASSES, nodeclass)
+    with schema_relaxed(kube, "nodeclasses", "capacity"):  # stored before the schema refused them
+        for name, resource, value in (("fractional", "cpu", "1e1.5"), ("huge", "memory", "1e999999999")):
+            nodeclass = simulator_nodeclass(name)
+            nodeclass["spec"]["capacity"][resource] = value
+            eventually(lambda nc=nodeclass: create_or_none(kube, NODECLASSES, nc), what="the relaxed schema")
+    for name in ("fractional", "huge"):
         kube.create(NODESETS, nodeset_manifest(name, 0, nodeclass=name, **CA))
     eventually(lambda: len(provider.stub.NodeGroups(pb.NodeGroupsRequest()).nodeGroups) == 2)
     for name, resource, value in (("fractional", "cpu", "1e1.5"), ("huge", "memory", "1e999999999")):
@@ -497,7 +499,11 @@ def test_get_options_names_the_nodeset_and_field_of_a_duration_go_cannot_hold(
     kube: KubeClient, provider: Provider
 ) -> None:
     too_long = {"mode": "ClusterAutoscaler", "options": {"maxNodeProvisionTime": "99999999999999999h"}}
-    kube.create(NODESETS, nodeset_manifest("forever", 0, autoscaling=too_long))  # the schema checks only the form
+    with schema_relaxed(kube, "nodesets", "autoscaling", "options"):  # stored before the schema refused it
+        eventually(
+            lambda: create_or_none(kube, NODESETS, nodeset_manifest("forever", 0, autoscaling=too_long)),
+            what="the relaxed schema",
+        )
     kube.create(
         NODESETS, nodeset_manifest("fine", 0, autoscaling={**too_long, "options": {"scaleDownUnneededTime": "1m"}})
     )

@@ -108,3 +108,16 @@ machines it made stay its own), else empty, and kube-node uses the kube-system n
 {{- end }}
 {{- toYaml (mergeOverwrite $config .Values.config) }}
 {{- end }}
+
+{{/* RBAC subjects from values: User and Group default to the rbac.authorization.k8s.io apiGroup. */}}
+{{- define "kube-node.subjects" -}}
+{{- range . }}
+- kind: {{ .kind }}
+  name: {{ .name | quote }}
+  {{- if eq .kind "ServiceAccount" }}
+  namespace: {{ required "rbac.administrators: a ServiceAccount needs a namespace" .namespace }}
+  {{- else }}
+  apiGroup: {{ .apiGroup | default "rbac.authorization.k8s.io" }}
+  {{- end }}
+{{- end }}
+{{- end }}
