@@ -321,6 +321,8 @@ def test_a_nodeclass_with_a_capacity_kubernetes_would_refuse_fails_alone_and_the
             nodeclass = simulator_nodeclass(name)
             nodeclass["spec"]["capacity"] = capacity
             eventually(lambda nc=nodeclass: create_or_none(kube, NODECLASSES, nc), what="the relaxed schema")
+    # The CRD's update ends kube-node's watch of NodeClasses; it resumes from where it was.
+    eventually(lambda: all(manager.nodeclasses.get(n) for n in bad), timeout=60)
     for name in bad:
         kube.create(NODESETS, nodeset_manifest(name, 0, nodeclass=name, maxReplicas=3, **AUTO))
     kube.create(NODECLASSES, simulator_nodeclass("good"))

@@ -277,7 +277,7 @@ def test_template_node_info_is_a_full_node_in_both_fields(kube: KubeClient, prov
 
 
 def test_template_node_info_of_a_capacity_kubernetes_would_refuse_is_a_precise_status(
-    kube: KubeClient, provider: Provider
+    kube: KubeClient, provider: Provider, manager: Manager
 ) -> None:
     # Both pass the NodeClass schema's pattern; the cluster-autoscaler could not read either in a template.
     with schema_relaxed(kube, "nodeclasses", "capacity"):  # stored before the schema refused them
@@ -288,6 +288,8 @@ def test_template_node_info_of_a_capacity_kubernetes_would_refuse_is_a_precise_s
     for name in ("fractional", "huge"):
         kube.create(NODESETS, nodeset_manifest(name, 0, nodeclass=name, **CA))
     eventually(lambda: len(provider.stub.NodeGroups(pb.NodeGroupsRequest()).nodeGroups) == 2)
+    # The CRD's update ends kube-node's watch of NodeClasses; it resumes from where it was.
+    eventually(lambda: all(manager.nodeclasses.get(n) for n in ("fractional", "huge")), timeout=60)
     for name, resource, value in (("fractional", "cpu", "1e1.5"), ("huge", "memory", "1e999999999")):
         request = pb.NodeGroupTemplateNodeInfoRequest(id=name)
         code, details = status_of(lambda r=request: provider.stub.NodeGroupTemplateNodeInfo(r))
