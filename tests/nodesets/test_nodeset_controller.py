@@ -115,7 +115,9 @@ def test_scale_0_5_2_0_keeps_exactly_the_right_nodes_and_machines(
     if len({n["metadata"]["creationTimestamp"] for n in by_age}) == len(by_age):
         assert remaining == newest
     assert condition(two, "Ready")["status"] == "True"
-    assert eventually(lambda: manager.recorder.flush() or len(events(kube, "web", "SuccessfulDelete")) == 3)
+    manager.recorder.flush()
+    deleted = sorted(e["message"] for e in events(kube, "web", "SuccessfulDelete"))
+    assert len(deleted) == 3, (deleted, sorted(e["message"] for e in events(kube, "web", "DrainStarted")))
 
     kubectl.run("scale", "nodeset/web", "--replicas=0")
     eventually(lambda: settled(kube, "web", 0, manager), timeout=60, what="no Nodes")
