@@ -7,7 +7,10 @@ kube-node's caches keep slim records of their own, so nothing here builds a mode
 
 A client can be fenced (:meth:`KubeClient.fenced`): then every mutating request (POST, PUT, PATCH, DELETE)
 is first put to a :class:`~._fence.WriteFence`, and refused with NotLeaderError, unsent, while the process
-does not lead. Reads and watches are never fenced.
+does not lead. Reads and watches are never fenced. The fence is asked twice: before a connection is taken
+from the pool, and again on the connection, once it is open, right before the request's first byte is
+written, so a process frozen while it connects (a TLS handshake takes milliseconds) sends nothing when it
+wakes.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import urllib3
+import urllib3.connection
+import urllib3.connectionpool
+import urllib3.poolmanager
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.client import rest as k8s_rest
@@ -108,6 +114,60 @@ SECRETS = Resource("", "v1", "secrets", namespaced=True)
 LEASES = Resource("coordination.k8s.io", "v1", "leases", namespaced=True)
 CRDS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 
+#: The fence of the mutating request this thread is sending, for the check right before its first byte.
+_SENDING = threading.local()
+
+
+def _check_at_send(method: str, url: str) -> None:
+    fence: WriteFence | None = getattr(_SENDING, "fence", None)
+    if fence is not None:
+        fence.check(f"{method} {urllib.parse.urlsplit(url).path}")
+
+
+class _FencedHTTPConnection(urllib3.connection.HTTPConnection):
+    """A connection that, for a fenced request, connects first and asks the fence right before it writes."""
+
+    def request(  # type: ignore[override]  # urllib3's own signature, which overrides http.client's
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        *,
+        chunked: bool = False,
+        preload_content: bool = True,
+        decode_content: bool = True,
+        enforce_content_length: bool = True,
+    ) -> None:
+        """Send the request (urllib3's), unless the fence refuses it once the connection is open."""
+        if getattr(_SENDING, "fence", None) is not None:
+            if self.sock is None:
+                self.connect()
+            _check_at_send(method, url)
+        super().request(
+            method,
+            url,
+            body,
+            headers,
+            chunked=chunked,
+            preload_content=preload_content,
+            decode_content=decode_content,
+            enforce_content_length=enforce_content_length,
+        )
+
+
+class _FencedHTTPSConnection(_FencedHTTPConnection, urllib3.connection.HTTPSConnection):
+    """The TLS twin of _FencedHTTPConnection (the pool has connected it, handshake included, already)."""
+
+
+class _FencedHTTPConnectionPool(urllib3.connectionpool.HTTPConnectionPool):
+    ConnectionCls = _FencedHTTPConnection
+
+
+class _FencedHTTPSConnectionPool(urllib3.connectionpool.HTTPSConnectionPool):
+    ConnectionCls = _FencedHTTPSConnection
+
+
 _MAX_THROTTLE_RETRIES = 10
 #: The methods that change something: what a fenced client puts to its fence.
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -127,6 +187,8 @@ class KubeClient:
         configuration.connection_pool_maxsize = max(configuration.connection_pool_maxsize or 0, 64)
         self._rest = k8s_rest.RESTClientObject(configuration)
         self._pool = self._rest.pool_manager
+        if self._pool.pool_classes_by_scheme == urllib3.poolmanager.pool_classes_by_scheme:  # not SOCKS
+            self._pool.pool_classes_by_scheme = {"http": _FencedHTTPConnectionPool, "https": _FencedHTTPSConnectionPool}
         self.user_agent = user_agent
         self._auth_lock = threading.Lock()
         self._fence: WriteFence | None = None
@@ -220,15 +282,19 @@ class KubeClient:
         for attempt in range(_MAX_THROTTLE_RETRIES + 1):
             if fence is not None:  # before every attempt: a retry after a throttling delay is a new request
                 fence.check(f"{method} {path}")
-            response = self._pool.request(
-                method,
-                url,
-                body=data,
-                headers=self._headers(content_type, accept),
-                timeout=timeouts,
-                preload_content=not stream,
-                retries=False,
-            )
+            _SENDING.fence = fence  # asked again on the open connection, right before the first byte
+            try:
+                response = self._pool.request(
+                    method,
+                    url,
+                    body=data,
+                    headers=self._headers(content_type, accept),
+                    timeout=timeouts,
+                    preload_content=not stream,
+                    retries=False,
+                )
+            finally:
+                _SENDING.fence = None
             # Like client-go: a 429 with Retry-After (priority and fairness, or storage still initializing,
             # as right after a CRD is established) is retried after the delay the server asks for.
             retry_after = response.headers.get("Retry-After")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from kube_node.controlplane import ControlPlane
 from nodeset_controller.kube import (
     NODECLASSES,
     NODES,
@@ -69,6 +70,21 @@ def test_a_fenced_client_sends_no_change_while_its_fence_refuses_and_says_so_onc
     leading.now = True
     fenced.patch(NODES, "fenced", {"metadata": {"labels": {"fenced": "again"}}})
     assert kube.get(NODES, "fenced")["metadata"]["labels"]["fenced"] == "again"
+
+
+def test_the_fence_is_asked_again_on_the_open_connection_right_before_the_request_is_written(
+    kube: KubeClient, control_plane: ControlPlane
+) -> None:
+    # A process frozen after the first check, while it opens a connection (a TLS handshake takes milliseconds),
+    # must not send the request when it wakes: the second answer, on the open connection, is the one that counts.
+    client = KubeClient.from_kubeconfig(control_plane.kubeconfig)  # a new pool: the request opens a connection
+    answers = iter([True, False])
+    fenced = client.fenced(WriteFence(lambda: next(answers, False)))
+    with pytest.raises(NotLeaderError):
+        fenced.create(NODES, managed_node("late"))
+    assert kube.list(NODES)["items"] == []
+    # The connection it refused on is not left broken: the unfenced client goes on through the same pool.
+    assert client.create(NODES, managed_node("late"))["metadata"]["name"] == "late"
 
 
 def test_the_provider_registry_starts_no_create_or_destroy_while_the_fence_refuses(
