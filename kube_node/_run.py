@@ -5,6 +5,13 @@ the Lease runs the controllers and accepts the provider's writes. On SIGTERM the
 gives reconciles in flight a bounded time to finish, and only then releases the Lease, so the next leader
 never overlaps with it. A leader that loses its Lease exits with status 1 at once (its cloud calls are
 idempotent, so one cut short is safe to repeat) and is restarted as a standby.
+
+Everything the controllers, the simulated kubelets and the provider change goes through one fence
+(nodeset_controller.kube.WriteFence): every mutating API request and every machine create or destroy is
+refused, unsent, unless the process holds the Lease at that moment by its own clock. So a leader frozen
+past its renew deadline (SIGSTOP, a stalled machine) sends nothing when it wakes, even before it notices
+the loss. Only leader election's own Lease requests and the pod's leader label bypass it. Without leader
+election nothing is fenced.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from nodeset_controller.kube import (
     LeaderElectionSettings,
     LeaderElector,
     LeaderState,
+    WriteFence,
     install_crds,
 )
 
@@ -129,7 +137,12 @@ def run(options: RunOptions) -> int:
     lost = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    client = KubeClient.load(options.kubeconfig, options.context)
+    elector_identity = f"{options.pod_name or socket.gethostname()}_{uuid.uuid4()}"
+    # The identity in the User-Agent tells this process's requests apart in the API server's audit log; the
+    # field manager stays "kube-node" (the part before the "/"), the same across restarts.
+    client = KubeClient.load(
+        options.kubeconfig, options.context, user_agent=f"kube-node/{__version__} ({elector_identity})"
+    )
     try:
         identity = cluster_identity(client, options.cluster)
     except StartupError as error:
@@ -143,8 +156,14 @@ def run(options: RunOptions) -> int:
     )
     if options.install_crds:
         install_crds(client)
+    elector: LeaderElector | None = None
+    # The controllers' and the provider's client: fenced on the Lease when there is one (the elector, made
+    # below, is asked at each write).
+    acting = client
+    if options.leader_election.enabled:
+        acting = client.fenced(WriteFence(lambda: elector is not None and elector.is_leader()))
     manager = Manager(
-        client,
+        acting,
         ManagerSettings(
             node_controller=NodeControllerSettings(
                 cluster=identity.name,
@@ -157,7 +176,7 @@ def run(options: RunOptions) -> int:
         ),
     )
     pod = _OwnPod(client, options.pod_namespace, options.pod_name)
-    elector = _elector(client, options, manager, pod, stop, lost)
+    elector = _elector(client, options, elector_identity, manager, pod, stop, lost)
     if elector is not None:
         manager.node_controller.may_destroy = elector.is_leader  # asked again right before each orphan's destroy
     server: ProviderServer | None = None
@@ -230,6 +249,7 @@ def _shut_down(
         log.warning("not releasing the leader Lease: work is still in flight; a standby takes over when it expires")
         pod.set_leader(False)
     elif elector is not None:  # nothing acts any more: the next leader may start
+        manager.recorder.flush()  # while still leading: after the release the fence drops them
         pod.set_leader(False)
         elector.release()
     manager.close()
@@ -240,6 +260,7 @@ def _shut_down(
 def _elector(  # noqa: PLR0917 - private, and each argument is named at its one call
     client: KubeClient,
     options: RunOptions,
+    identity: str,
     manager: Manager,
     pod: _OwnPod,
     stop: threading.Event,
@@ -261,7 +282,7 @@ def _elector(  # noqa: PLR0917 - private, and each argument is named at its one 
         client,
         LeaderElectionSettings(
             namespace=election.namespace or _own_namespace(options),
-            identity=f"{options.pod_name or socket.gethostname()}_{uuid.uuid4()}",
+            identity=identity,
             name=election.name,
             lease_duration=election.lease_duration,
             renew_deadline=election.renew_deadline,

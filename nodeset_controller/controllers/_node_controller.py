@@ -52,6 +52,7 @@ from ..kube import (
     Informer,
     KubeClient,
     NodeRecord,
+    NotLeaderError,
     ObjectReference,
     Result,
     WorkQueue,
@@ -467,6 +468,8 @@ class NodeController:
         while not stop.wait(self.settings.sweep_interval):
             try:
                 self.sweep()
+            except NotLeaderError as error:  # the fence has said so; the process is about to stop
+                log.debug("machine sweep stopped: %s", error)
             except Exception:
                 log.exception("machine sweep failed")
 

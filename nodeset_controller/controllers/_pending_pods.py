@@ -37,6 +37,7 @@ from ..kube import (
     Informer,
     KubeClient,
     NodeRecord,
+    NotLeaderError,
     ObjectReference,
     PodRecord,
     QuantityError,
@@ -161,6 +162,9 @@ class PendingPodAutoscaler:
                 started, result = time.monotonic(), "success"
                 try:
                     self.run_once()
+                except NotLeaderError as error:  # the fence has said so; the process is about to stop
+                    result = "conflict"
+                    log.debug("pending-pod autoscaler round stopped: %s", error)
                 except Exception:
                     result = "error"
                     log.exception("pending-pod autoscaler round failed")

@@ -18,6 +18,7 @@ from ._client import (
     Resource,
 )
 from ._events import EventRecorder, EventType, ObjectReference
+from ._fence import NotLeaderError, WriteFence
 from ._informer import Informer, object_key, wait_for_sync
 from ._install import install_crds
 from ._leader import LeaderElectionSettings, LeaderElector, LeaderState
@@ -59,6 +60,7 @@ __all__ = [
     "LeaderElector",
     "LeaderState",
     "NodeRecord",
+    "NotLeaderError",
     "ObjectReference",
     "PodRecord",
     "QuantityError",
@@ -67,6 +69,7 @@ __all__ = [
     "Result",
     "Taint",
     "WorkQueue",
+    "WriteFence",
     "effective_requests",
     "install_crds",
     "nodeclass_from_json",

@@ -17,7 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from ..kube import LEASES, NODES, PODS, STRATEGIC_MERGE_PATCH, ApiError, Informer, KubeClient, PodRecord, now_rfc3339
+from ..kube import (
+    LEASES,
+    NODES,
+    PODS,
+    STRATEGIC_MERGE_PATCH,
+    ApiError,
+    Informer,
+    KubeClient,
+    NotLeaderError,
+    PodRecord,
+    now_rfc3339,
+)
 from ._machine import MachineState
 from ._simulator import SimulatedMachine, SimulatorCloud
 
@@ -208,6 +219,8 @@ class SimulatedKubelets:
             if first:
                 for pod in self.pods.by_index("node", kubelet.machine.node_name):
                     self._on_pod(None, pod)
+        except NotLeaderError:
+            pass  # they run with the controllers, behind the same fence, which has said so once
         except ApiError as error:
             log.warning("simulated kubelet %s: %s", kubelet.machine.node_name, error)
         except Exception:
@@ -276,6 +289,8 @@ class SimulatedKubelets:
                 self._client.delete(PODS, pod.name, pod.namespace, gracePeriodSeconds=0, preconditions={"uid": pod.uid})
             else:
                 self._start_pod(pod, machine)
+        except NotLeaderError:
+            pass
         except ApiError as error:
             if not (error.not_found or error.conflict):
                 log.warning("simulated kubelet %s: pod %s/%s: %s", machine.node_name, pod.namespace, pod.name, error)
