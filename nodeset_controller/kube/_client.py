@@ -2,7 +2,8 @@
 
 Configuration (kubeconfig or in-cluster credentials) comes from the official ``kubernetes`` client; requests
 go straight through its urllib3 pool and return plain JSON dicts. The official client's typed models cost
-about three times the decode time and half again the memory of plain dicts (see design/FACTS.md), and
+about three times the decode time and half again the memory of plain dicts (measured: 1,000 Nodes listed
+into models in 0.44-0.52 s and 18 MB, as raw JSON in 0.15-0.21 s and 12 MB), and
 kube-node's caches keep slim records of their own, so nothing here builds a model object.
 
 A client can be fenced (:meth:`KubeClient.fenced`): then every mutating request (POST, PUT, PATCH, DELETE)

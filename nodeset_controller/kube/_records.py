@@ -1,6 +1,6 @@
 """Slim records of the objects kube-node caches: only what its decisions read.
 
-A Node from the API server is about 12 KB of JSON (see design/FACTS.md); its NodeRecord keeps the fields
+A Node from the API server is about 12 KB of JSON; its NodeRecord keeps the fields
 below, and of the annotations only kube-node's own.
 """
 
