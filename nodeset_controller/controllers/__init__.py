@@ -2,7 +2,7 @@
 
 from ._manager import Manager, ManagerSettings
 from ._membership import is_foreign, is_member, nodeset_members
-from ._node_controller import FAILPOINT_ENV, NodeController, NodeControllerSettings, Phase
+from ._node_controller import NodeController, NodeControllerSettings, Phase
 from ._node_template import node_allocatable_units, node_capacity, node_labels, node_taints
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
 from ._pending_pods import PendingPodAutoscaler, PendingPodAutoscalerSettings
@@ -10,7 +10,6 @@ from ._removal import request_removal, requested_nodes
 from ._scale_down import Failure, choose_victims, failure_of, is_failed, is_ready, machine_gone, remediation_budget
 
 __all__ = [
-    "FAILPOINT_ENV",
     "Failure",
     "Manager",
     "ManagerSettings",
