@@ -212,7 +212,7 @@ class CrashRun:
         down_kinds = (MID_DRAIN, MID_DELETE_NODES, AFTER_MACHINE_DESTROY, TIMER)
         try:
             # Up: both sets to the peak, every hand-made Node created, each at a random moment.
-            plan = self._kinds(s.kills[0], (AFTER_MACHINE_CREATE, AFTER_MACHINE_CREATE, TIMER))
+            plan = self._kinds(s.kills[0], (AFTER_MACHINE_CREATE, AFTER_MACHINE_CREATE, TIMER), (AFTER_MACHINE_CREATE,))
             actions = [self._patch_replicas(0, MANUAL_SET, s.peak), self._patch_replicas(0, CA_SET, s.peak)]
             actions += [self._create_hand_made(self._at(plan), name) for name in hand]
             if not self._phase("up", plan, actions):
@@ -220,7 +220,7 @@ class CrashRun:
             self._bind_pods()
             # Down to the middle: the manual set by patch, the other by DeleteNodes; half the hand-made Nodes
             # deleted, and most of those names created again (a new Node, which must get a new machine).
-            plan = self._kinds(s.kills[1], down_kinds)
+            plan = self._kinds(s.kills[1], down_kinds, (MID_DRAIN, MID_DELETE_NODES))
             actions = [self._patch_replicas(0, MANUAL_SET, s.middle)]
             actions += self._delete_nodes_batches(plan, s.peak - s.middle)
             for name in self._plan.sample(hand, len(hand) // 2):
@@ -231,7 +231,7 @@ class CrashRun:
             if not self._phase("down", plan, actions):
                 return self.report
             # Down to zero, every hand-made Node left deleted.
-            plan = self._kinds(s.kills[2], down_kinds)
+            plan = self._kinds(s.kills[2], down_kinds, (MID_DRAIN, MID_DELETE_NODES))
             actions = [self._patch_replicas(0, MANUAL_SET, 0)]
             actions += self._delete_nodes_batches(plan, s.middle)
             actions += [self._delete_hand_made(self._at(plan), name) for name in sorted(self._expected.hand_made)]
@@ -242,10 +242,11 @@ class CrashRun:
             with contextlib.suppress(ApiError):
                 self.client.delete(NAMESPACES, self.namespace)
 
-    def _kinds(self, kills: int, kinds: tuple[str, ...]) -> list[str]:
-        """What each process of a step arms: a failpoint, or nothing (the timer kills it). The first arms the
-        step's first kind, which its change sets off at once (creates going up, drains going down)."""
-        return [kinds[0], *(self._plan.choice(kinds) for _ in range(kills - 1))]
+    def _kinds(self, kills: int, kinds: tuple[str, ...], first: tuple[str, ...]) -> list[str]:
+        """What each process of a step arms: a failpoint, or nothing (the timer kills it). The first ones arm
+        ``first``, which the step's changes set off at once (creates going up; drains and DeleteNodes going
+        down), so that every seed hits each of them; the rest are drawn from ``kinds``."""
+        return [*first, *(self._plan.choice(kinds) for _ in range(kills - len(first)))]
 
     def _at(self, plan: list[str]) -> int:
         return self._plan.randrange(len(plan))
