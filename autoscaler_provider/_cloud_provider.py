@@ -34,6 +34,7 @@ from nodeset_controller.api import (
     NodeSet,
 )
 from nodeset_controller.controllers import node_allocatable_units, nodeset_members, request_removal, requested_nodes
+from nodeset_controller.failpoints import MID_DELETE_NODES, failpoint
 from nodeset_controller.kube import NODESETS, ApiError, Informer, KubeClient, NodeRecord, QuantityError
 
 from ._proto import externalgrpc_pb2 as pb
@@ -360,6 +361,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
                 )
             names.append(record.name)
         if request_removal(self._client, request.id, names):
+            failpoint(MID_DELETE_NODES)
             self._remember(request.id, self._client.get(NODESETS, request.id))
         return pb.NodeGroupDeleteNodesResponse()
 

@@ -3,7 +3,7 @@ protection and status of NodeClasses), the pending-pod autoscaler, and the Manag
 
 from ._manager import Manager, ManagerSettings
 from ._membership import is_foreign, is_member, nodeset_members
-from ._node_controller import FAILPOINT_ENV, NodeController, NodeControllerSettings, Phase
+from ._node_controller import NodeController, NodeControllerSettings, Phase
 from ._node_template import (
     NodeResources,
     capacity_differences,
@@ -20,7 +20,6 @@ from ._removal import request_removal, requested_nodes
 from ._scale_down import Failure, choose_victims, failure_of, is_failed, is_ready, machine_gone, remediation_budget
 
 __all__ = [
-    "FAILPOINT_ENV",
     "Failure",
     "Manager",
     "ManagerSettings",

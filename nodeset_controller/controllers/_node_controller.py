@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -44,6 +42,7 @@ from ..api import (
     NodeClass,
     provider_id,
 )
+from ..failpoints import AFTER_MACHINE_CREATE, AFTER_MACHINE_DESTROY, failpoint
 from ..kube import (
     NODES,
     ApiError,
@@ -72,10 +71,6 @@ from ..providers import (
 )
 
 log = logging.getLogger(__name__)
-
-#: Set to "kill" to SIGKILL this process right after a machine create returns, before it is recorded
-#: (the crash-safety test uses it; nothing else should).
-FAILPOINT_ENV = "KUBE_NODE_FAILPOINT_AFTER_MACHINE_CREATE"
 
 
 class Phase:
@@ -239,9 +234,7 @@ class NodeController:
                 code=error.code,
             )
             return Result(backoff=True) if error.retryable else None
-        if os.environ.get(FAILPOINT_ENV) == "kill":
-            log.warning("failpoint %s: killing this process before recording machine %s", FAILPOINT_ENV, machine.name)
-            os.kill(os.getpid(), signal.SIGKILL)
+        failpoint(AFTER_MACHINE_CREATE)
         created = f"created machine {machine.name} ({machine.id}) from NodeClass {nodeclass.metadata.name}"
         if machine.state is MachineState.RUNNING and node.ready is not True and not _has_error(node):
             # Up already (a fast cloud, or the simulator without boot delay): its kubelet is about to report
@@ -340,6 +333,7 @@ class NodeController:
                 code=error.code,
             )
             return Result(backoff=True)
+        failpoint(AFTER_MACHINE_DESTROY)
         self._event(node, "Normal", "MachineDestroyed", f"destroyed machine {name}")
         self._remove_finalizer(node)
         return None

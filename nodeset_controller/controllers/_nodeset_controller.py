@@ -47,6 +47,7 @@ from ..api import (
     nodeset_selector,
     provider_id,
 )
+from ..failpoints import MID_DRAIN, failpoint
 from ..kube import (
     NODES,
     NODESETS,
@@ -455,6 +456,7 @@ class NodeSetController:
             return False
         started = parse_time(node.annotations.get(ANNOTATION_DRAIN_STARTED)) or now
         step = self._drainer.step(node, nodeset.spec.drain.pod_grace_period_seconds)
+        failpoint(MID_DRAIN)
         if step.done:
             self._event_node(node, "Normal", "Drained", "all pods evicted; deleting the Node")
             self._delete_node(nodeset, node, what)

@@ -25,7 +25,8 @@ from nodeset_controller.api import (
     LABEL_NODECLASS,
     TAINT_STARTUP,
 )
-from nodeset_controller.controllers import FAILPOINT_ENV, Manager
+from nodeset_controller.controllers import Manager
+from nodeset_controller.failpoints import FAILPOINTS_ENV
 from nodeset_controller.kube import LEASES, NODECLASSES, NODES, ApiError, KubeClient, Resource, now_rfc3339
 from nodeset_controller.providers import MachineSpec, SimulatorCloud, SimulatorSettings, machine_name
 from tests.conftest import Kubectl, eventually, managed_node, simulator_nodeclass
@@ -239,7 +240,9 @@ def test_a_crash_between_create_and_record_never_makes_a_second_machine(
         "--no-leader-elect",  # one process; leader election has its own tests
     ]
     log = (tmp_path / "kube-node.log").open("w")
-    crashing = subprocess.Popen(args, env={**os.environ, FAILPOINT_ENV: "kill"}, stdout=log, stderr=log)
+    crashing = subprocess.Popen(
+        args, env={**os.environ, FAILPOINTS_ENV: "after-machine-create=1"}, stdout=log, stderr=log
+    )
     kube.create(NODES, managed_node("crashy"))
     try:
         assert crashing.wait(timeout=60) == -signal.SIGKILL, (tmp_path / "kube-node.log").read_text()
