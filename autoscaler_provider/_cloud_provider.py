@@ -32,7 +32,7 @@ from nodeset_controller.api import (
     NodeClass,
     NodeSet,
 )
-from nodeset_controller.controllers import nodeset_members, request_removal, requested_nodes
+from nodeset_controller.controllers import is_member, nodeset_members, request_removal, requested_nodes
 from nodeset_controller.kube import NODESETS, ApiError, Informer, KubeClient, NodeRecord
 
 from ._proto import externalgrpc_pb2 as pb
@@ -165,13 +165,15 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
         return found[0] if found else None
 
     def _group_of(self, node: pb.ExternalGrpcNode) -> NodeSet | None:
+        """The node group the node is a member of: a Node that only carries a group's label (no NodeSet made
+        it, or an earlier NodeSet of that name did) is in none, as its NodeSet never counts or removes it."""
         record = self._node_of(node)
         if record is None:
             return None
         nodeset = self._nodesets.get(record.labels.get(LABEL_NODESET, ""))
         if nodeset is None or nodeset.spec.autoscaling.mode != CLUSTER_AUTOSCALER_MODE:
             return None
-        return nodeset
+        return nodeset if is_member(record, nodeset) else None
 
     def _members(self, nodeset: NodeSet) -> list[NodeRecord]:
         return nodeset_members(self._nodes, nodeset)
@@ -223,12 +225,14 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
     def PricingNodePrice(self, request: pb.PricingNodePriceRequest) -> pb.PricingNodePriceResponse:  # noqa: N802
         """The NodeClass's hourly price over the interval; UNIMPLEMENTED when the class has none."""
         nodeset = self._group_of(request.node)
-        if nodeset is None:
-            nodeset = self._nodesets.get(request.node.labels.get(LABEL_NODESET, ""))  # a template node
+        if nodeset is None:  # a template node: labelled with its group
+            labelled = self._nodesets.get(request.node.labels.get(LABEL_NODESET, ""))
+            if labelled is not None and labelled.spec.autoscaling.mode == CLUSTER_AUTOSCALER_MODE:
+                nodeset = labelled
         if nodeset is None:
             raise RpcError(
                 grpc.StatusCode.NOT_FOUND,
-                f"node {request.node.name or request.node.providerID}: not a Node of any kube-node NodeSet",
+                f"node {request.node.name or request.node.providerID}: not a Node of any node group",
             )
         nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
         if nodeclass is None or nodeclass.spec.price_per_hour is None:
@@ -345,17 +349,21 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
     def NodeGroupDeleteNodes(self, request: pb.NodeGroupDeleteNodesRequest) -> pb.NodeGroupDeleteNodesResponse:  # noqa: N802
         """Remove exactly these Nodes and lower the target by their number, all or nothing, idempotently."""
         self._require_writes("NodeGroupDeleteNodes")
-        self._group(request.id)  # must be a node group
+        nodeset = self._group(request.id)
         if not request.nodes:
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "no nodes given")
         names: list[str] = []
         for node in request.nodes:
             record = self._node_of(node)
-            if record is None or record.labels.get(LABEL_NODESET) != request.id:
+            # A member only: its NodeSet never removes a Node it did not make, so counting one would lower
+            # replicas and take a member that nobody named.
+            if record is None or not is_member(record, nodeset):
+                label = record.labels.get(LABEL_NODESET) if record else None
+                why = " (it carries the group's label, but the NodeSet did not make it)" if label == request.id else ""
                 raise RpcError(
                     grpc.StatusCode.INVALID_ARGUMENT,
                     f"node {node.name or node.providerID} (providerID {node.providerID!r}) does not belong to node "
-                    f"group {request.id}; nothing was deleted",
+                    f"group {request.id}{why}; nothing was deleted",
                 )
             names.append(record.name)
         if request_removal(self._client, request.id, names):

@@ -1,0 +1,76 @@
+"""What the fuzzer found (tests/provider/test_fuzz.py), one regression test each: the answers are precise
+statuses with messages the client can read, and a Node no NodeSet made is in no node group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import pytest
+
+from autoscaler_provider._proto import externalgrpc_pb2 as pb
+from nodeset_controller.api import LABEL_NODECLASS, LABEL_NODESET
+from nodeset_controller.controllers import Manager
+from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient
+from tests.conftest import Provider, eventually, nodeset_manifest, simulator_nodeclass
+
+pytestmark = pytest.mark.controlplane
+
+CA = {"autoscaling": {"mode": "ClusterAutoscaler"}}
+
+
+def status_of(call: Any) -> tuple[grpc.StatusCode, str]:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value.code(), caught.value.details()
+
+
+def groups(provider: Provider) -> list[str]:
+    return [g.id for g in provider.stub.NodeGroups(pb.NodeGroupsRequest()).nodeGroups]
+
+
+def test_a_node_carrying_a_groups_label_that_its_nodeset_did_not_make_is_in_no_group(
+    kube: KubeClient, provider: Provider, manager: Manager
+) -> None:
+    # Before: NodeGroupForNode named the group, and DeleteNodes took it, lowering replicas by one; the NodeSet
+    # never removes a Node it did not make, pruned the name, and removed one of its own Nodes instead.
+    kube.create(NODECLASSES, simulator_nodeclass())
+    kube.create(NODESETS, nodeset_manifest("grp", 1, **CA))
+    kube.create(NODES, {"metadata": {"name": "impostor", "labels": {LABEL_NODECLASS: "sim", LABEL_NODESET: "grp"}}})
+    impostor = eventually(lambda: (n := manager.nodes.get("impostor")) and n.provider_id and n, what="its providerID")
+    member = eventually(
+        lambda: [n for n in manager.nodes.by_index("nodeset", "grp") if n.owner_uid and n.provider_id],
+        what="grp's own Node",
+    )[0]
+    node = pb.ExternalGrpcNode(providerID=impostor.provider_id, name="impostor", labels=impostor.labels)
+
+    assert provider.stub.NodeGroupForNode(pb.NodeGroupForNodeRequest(node=node)).nodeGroup == pb.NodeGroup()
+    code, details = status_of(
+        lambda: provider.stub.NodeGroupDeleteNodes(pb.NodeGroupDeleteNodesRequest(id="grp", nodes=[node]))
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not belong to node group grp" in details and "the NodeSet did not make it" in details
+    assert kube.get(NODESETS, "grp")["spec"]["replicas"] == 1
+    assert manager.nodes.get(member.name) is not None
+    own = pb.ExternalGrpcNode(providerID=member.provider_id, name=member.name)
+    assert provider.stub.NodeGroupForNode(pb.NodeGroupForNodeRequest(node=own)).nodeGroup.id == "grp"
+
+
+def test_pricing_a_template_node_of_a_nodeset_that_is_no_node_group_is_not_found(
+    kube: KubeClient, provider: Provider
+) -> None:
+    # Before: the label alone was enough, so a Manual NodeSet's "template node" had a price.
+    priced = simulator_nodeclass("priced")
+    priced["spec"]["pricePerHour"] = 1.0
+    kube.create(NODECLASSES, priced)
+    kube.create(NODESETS, nodeset_manifest("manual", 0, nodeclass="priced"))
+    kube.create(NODESETS, nodeset_manifest("grp", 0, nodeclass="priced", **CA))
+    eventually(lambda: groups(provider) == ["grp"])
+    for name, expected in (("manual", grpc.StatusCode.NOT_FOUND), ("grp", grpc.StatusCode.OK)):
+        request = pb.PricingNodePriceRequest(node=pb.ExternalGrpcNode(name="t", labels={LABEL_NODESET: name}))
+        try:
+            provider.stub.PricingNodePrice(request)
+            code = grpc.StatusCode.OK
+        except grpc.RpcError as error:
+            code = error.code()
+        assert code == expected, name
