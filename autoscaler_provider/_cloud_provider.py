@@ -50,6 +50,8 @@ OTHER_ERROR_CLASS = 99
 
 #: How long a write waits for the watch to bring it into the cache (well inside the client's 5 s timeout).
 _CACHE_CATCH_UP = 2.0
+#: The legacy duration fields hold int64 nanoseconds (Go's time.Duration: about 292 years).
+_MIN_NANOS, _MAX_NANOS = -(2**63), 2**63 - 1
 
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
@@ -431,18 +433,48 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
             options.zeroOrMaxNodeScaling = overrides.zero_or_max_node_scaling
         if overrides.ignore_daemon_sets_utilization is not None:
             options.ignoreDaemonSetsUtilization = overrides.ignore_daemon_sets_utilization
-        durations = (
-            ("scaleDownUnneededDuration", "old_scaleDownUnneededTime", overrides.scale_down_unneeded_time),
-            ("scaleDownUnreadyDuration", "old_scaleDownUnreadyTime", overrides.scale_down_unready_time),
-            ("MaxNodeProvisionDuration", "old_MaxNodeProvisionTime", overrides.max_node_provision_time),
+        set_by_nodeset = {  # as the CRD names them
+            "scaleDownUnneededTime": overrides.scale_down_unneeded_time,
+            "scaleDownUnreadyTime": overrides.scale_down_unready_time,
+            "maxNodeProvisionTime": overrides.max_node_provision_time,
+        }
+        durations = (  # the response's current and legacy fields, and the NodeSet's option
+            ("scaleDownUnneededDuration", "old_scaleDownUnneededTime", "scaleDownUnneededTime"),
+            ("scaleDownUnreadyDuration", "old_scaleDownUnreadyTime", "scaleDownUnreadyTime"),
+            ("MaxNodeProvisionDuration", "old_MaxNodeProvisionTime", "maxNodeProvisionTime"),
         )
-        for current, legacy, override in durations:
-            nanos = _duration_nanos(getattr(options, current), getattr(options, legacy))
-            if override is not None:
-                nanos = parse_go_duration(override)
+        for current, legacy, option in durations:
+            override = set_by_nodeset[option]
+            if override is None:
+                nanos = _duration_nanos(getattr(options, current), getattr(options, legacy))
+                if not _MIN_NANOS <= nanos <= _MAX_NANOS:
+                    raise RpcError(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"defaults.{current}: {nanos / 1e9:.0f} s does not fit a duration (int64 nanoseconds, "
+                        f"about 292 years)",
+                    )
+            else:
+                nanos = self._option_nanos(nodeset, option, override)
             getattr(options, current).CopyFrom(_duration(nanos))
             getattr(options, legacy).duration = nanos
         return pb.NodeGroupAutoscalingOptionsResponse(nodeGroupAutoscalingOptions=options)
+
+    @staticmethod
+    def _option_nanos(nodeset: NodeSet, option: str, value: str) -> int:
+        """A NodeSet's duration option in nanoseconds; one the schema let through but no duration can hold is
+        the NodeSet's fault, not the caller's."""
+        try:
+            nanos = parse_go_duration(value)
+        except ValueError:
+            nanos = None
+        if nanos is None or not _MIN_NANOS <= nanos <= _MAX_NANOS:
+            raise RpcError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"node group {nodeset.metadata.name}: NodeSet {nodeset.metadata.name} has "
+                f"spec.autoscaling.options.{option} {value!r}, which is not a duration Go can hold "
+                f"(at most about 292 years); fix the NodeSet",
+            )
+        return nanos
 
 
 def _leaving(node: NodeRecord, requested: set[str]) -> bool:
@@ -450,7 +482,9 @@ def _leaving(node: NodeRecord, requested: set[str]) -> bool:
 
 
 def _duration(nanos: int) -> duration_pb2.Duration:
-    return duration_pb2.Duration(seconds=nanos // 1_000_000_000, nanos=nanos % 1_000_000_000)
+    """A google.protobuf.Duration: seconds and nanos carry the same sign, as the type requires."""
+    seconds = abs(nanos) // 1_000_000_000 * (1 if nanos >= 0 else -1)
+    return duration_pb2.Duration(seconds=seconds, nanos=nanos - seconds * 1_000_000_000)
 
 
 def _duration_nanos(current: duration_pb2.Duration, legacy: pb.LegacyDuration) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import duration_pb2
 
 from autoscaler_provider._proto import externalgrpc_pb2 as pb
 from nodeset_controller.api import LABEL_NODECLASS, LABEL_NODESET
@@ -54,6 +55,33 @@ def test_a_node_carrying_a_groups_label_that_its_nodeset_did_not_make_is_in_no_g
     assert manager.nodes.get(member.name) is not None
     own = pb.ExternalGrpcNode(providerID=member.provider_id, name=member.name)
     assert provider.stub.NodeGroupForNode(pb.NodeGroupForNodeRequest(node=own)).nodeGroup.id == "grp"
+
+
+def test_get_options_durations_no_duration_can_hold_are_precise_errors(kube: KubeClient, provider: Provider) -> None:
+    # Before: both were INTERNAL ("ValueError: Value out of range") from the legacy int64 nanoseconds field.
+    options = {"mode": "ClusterAutoscaler", "options": {"zeroOrMaxNodeScaling": True}}
+    kube.create(NODESETS, nodeset_manifest("tuned", 0, autoscaling=options))
+    forever = {"mode": "ClusterAutoscaler", "options": {"scaleDownUnreadyTime": "99999999999h"}}  # the schema lets it
+    kube.create(NODESETS, nodeset_manifest("forever", 0, autoscaling=forever))
+    eventually(lambda: groups(provider) == ["forever", "tuned"])
+
+    huge = pb.NodeGroupAutoscalingOptions(MaxNodeProvisionDuration=duration_pb2.Duration(seconds=2**62))
+    code, details = status_of(
+        lambda: provider.stub.NodeGroupGetOptions(pb.NodeGroupAutoscalingOptionsRequest(id="tuned", defaults=huge))
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "defaults.MaxNodeProvisionDuration" in details
+    code, details = status_of(
+        lambda: provider.stub.NodeGroupGetOptions(pb.NodeGroupAutoscalingOptionsRequest(id="forever"))
+    )
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "spec.autoscaling.options.scaleDownUnreadyTime '99999999999h'" in details
+    # In range, negative or not, a default is echoed in both fields with one sign.
+    negative = pb.NodeGroupAutoscalingOptions(scaleDownUnreadyDuration=duration_pb2.Duration(seconds=-2, nanos=-5))
+    echoed = provider.stub.NodeGroupGetOptions(
+        pb.NodeGroupAutoscalingOptionsRequest(id="tuned", defaults=negative)
+    ).nodeGroupAutoscalingOptions
+    assert (echoed.scaleDownUnreadyDuration.seconds, echoed.scaleDownUnreadyDuration.nanos) == (-2, -5)
+    assert echoed.old_scaleDownUnreadyTime.duration == -2_000_000_005
 
 
 def test_pricing_a_template_node_of_a_nodeset_that_is_no_node_group_is_not_found(
