@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+import urllib3
 from google.protobuf import duration_pb2
+from google.protobuf.message import DecodeError, Message
 
 from nodeset_controller import metrics
 from nodeset_controller.api import (
@@ -32,7 +34,13 @@ from nodeset_controller.api import (
     NodeClass,
     NodeSet,
 )
-from nodeset_controller.controllers import is_member, nodeset_members, request_removal, requested_nodes
+from nodeset_controller.controllers import (
+    RemovalConflictError,
+    is_member,
+    nodeset_members,
+    request_removal,
+    requested_nodes,
+)
 from nodeset_controller.kube import NODESETS, ApiError, Informer, KubeClient, NodeRecord
 
 from ._proto import externalgrpc_pb2 as pb
@@ -50,6 +58,12 @@ OTHER_ERROR_CLASS = 99
 
 #: How long a write waits for the watch to bring it into the cache (well inside the client's 5 s timeout).
 _CACHE_CATCH_UP = 2.0
+#: A status's message travels in a trailer, and the client drops a call whose trailers pass 16 KiB (its
+#: status becomes RESOURCE_EXHAUSTED and the real one is lost): messages are cut to this many UTF-8 bytes,
+#: which percent-encoding makes at most three times longer on the wire.
+_MAX_MESSAGE_BYTES = 2048
+#: How much of a string the client sent a message quotes.
+_SHOWN_CHARS = 80
 #: The legacy duration fields hold int64 nanoseconds (Go's time.Duration: about 292 years).
 _MIN_NANOS, _MAX_NANOS = -(2**63), 2**63 - 1
 
@@ -66,33 +80,83 @@ class RpcError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class UndecodableRequest:
+    """What a request becomes that is not an encoding of its message (a string field that is not UTF-8, a
+    truncated field): the handler answers INVALID_ARGUMENT, where gRPC's own decoding would say INTERNAL."""
+
+    message_type: str
+    error: str
+
+
+def request_decoder(message: type[Message]) -> Callable[[bytes], Message | UndecodableRequest]:
+    """A request deserializer for ``message`` that hands an undecodable request to the handler."""
+
+    def decode(data: bytes) -> Message | UndecodableRequest:
+        try:
+            return message.FromString(data)
+        except DecodeError as error:
+            return UndecodableRequest(message.DESCRIPTOR.name, str(error))
+
+    return decode
+
+
+def _shown(text: str) -> str:
+    """A string the client sent, for a message: as it is, or its start and its length when it is long."""
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text)} characters)"
+
+
+def _capped(message: str) -> str:
+    data = message.encode()
+    if len(data) <= _MAX_MESSAGE_BYTES:
+        return message
+    return data[: _MAX_MESSAGE_BYTES - 20].decode(errors="ignore") + f"... ({len(data)} bytes)"
+
+
 def _rpc(
     handler: Callable[[CloudProviderService, _Request], _Response],
 ) -> Callable[[CloudProviderService, _Request, grpc.ServicerContext], _Response]:
-    """Turn an RPC handler's errors into statuses: RpcError as given, API errors by kind, anything else
-    INTERNAL (logged) so nothing a client sends can take the server down."""
+    """Turn an RPC handler's errors into statuses: RpcError as given, an undecodable request
+    INVALID_ARGUMENT, a removal that kept conflicting ABORTED, API errors by kind, an unreachable API server
+    UNAVAILABLE, anything else INTERNAL (logged) so nothing a client sends can take the server down; every
+    message cut short enough for the client to read."""
 
     @functools.wraps(handler)
     def wrapper(self: CloudProviderService, request: _Request, context: grpc.ServicerContext) -> _Response:
         started = time.monotonic()
         code = grpc.StatusCode.OK
+        message = ""
         try:
+            if isinstance(request, UndecodableRequest):
+                raise RpcError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request is not a valid {request.message_type} (are its strings UTF-8?): {request.error}",
+                )
             return handler(self, request)
         except RpcError as error:
-            code = error.code
-            context.abort(error.code, error.message)
+            code, message = error.code, error.message
+        except RemovalConflictError as error:
+            code, message = grpc.StatusCode.ABORTED, f"{error}; try again"
         except ApiError as error:
-            code = grpc.StatusCode.ABORTED if error.conflict else grpc.StatusCode.UNAVAILABLE
-            if error.invalid:
+            if error.conflict:
+                code = grpc.StatusCode.ABORTED
+            elif error.not_found:
+                code = grpc.StatusCode.NOT_FOUND  # deleted between the cache's answer and the write
+            elif error.invalid:
                 code = grpc.StatusCode.INVALID_ARGUMENT
-            context.abort(code, f"Kubernetes API: {error}")
+            else:
+                code = grpc.StatusCode.UNAVAILABLE
+            message = f"Kubernetes API: {error}"
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            code, message = grpc.StatusCode.UNAVAILABLE, f"Kubernetes API unreachable: {type(error).__name__}: {error}"
         except Exception as error:
             code = grpc.StatusCode.INTERNAL
             log.exception("%s failed", handler.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{handler.__name__}: {type(error).__name__}: {error}")
+            message = f"{handler.__name__}: {type(error).__name__}: {error}"
         finally:
             metrics.GRPC_REQUESTS.labels(handler.__name__, code.name).inc()
             metrics.GRPC_REQUEST_DURATION.labels(handler.__name__).observe(time.monotonic() - started)
+        context.abort(code, _capped(message))
         raise AssertionError("unreachable: context.abort raises")
 
     return wrapper
@@ -140,7 +204,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "node group id is empty")
         nodeset = self._nodesets.get(group_id)
         if nodeset is None:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, f"node group {group_id}: no NodeSet of that name")
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"node group {_shown(group_id)}: no NodeSet of that name")
         if nodeset.spec.autoscaling.mode != CLUSTER_AUTOSCALER_MODE:
             raise RpcError(
                 grpc.StatusCode.NOT_FOUND,
@@ -234,7 +298,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
         if nodeset is None:
             raise RpcError(
                 grpc.StatusCode.NOT_FOUND,
-                f"node {request.node.name or request.node.providerID}: not a Node of any node group",
+                f"node {_shown(request.node.name or request.node.providerID)}: not a Node of any node group",
             )
         nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
         if nodeclass is None or nodeclass.spec.price_per_hour is None:
@@ -353,7 +417,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
         self._require_writes("NodeGroupDeleteNodes")
         nodeset = self._group(request.id)
         if not request.nodes:
-            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "no nodes given")
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "nodes: none given")
         names: list[str] = []
         for node in request.nodes:
             record = self._node_of(node)
@@ -364,8 +428,8 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
                 why = " (it carries the group's label, but the NodeSet did not make it)" if label == request.id else ""
                 raise RpcError(
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    f"node {node.name or node.providerID} (providerID {node.providerID!r}) does not belong to node "
-                    f"group {request.id}{why}; nothing was deleted",
+                    f"node {_shown(node.name or node.providerID)} (providerID {_shown(node.providerID)!r}) does not "
+                    f"belong to node group {request.id}{why}; nothing was deleted",
                 )
             names.append(record.name)
         if request_removal(self._client, request.id, names):
@@ -471,7 +535,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
             raise RpcError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"node group {nodeset.metadata.name}: NodeSet {nodeset.metadata.name} has "
-                f"spec.autoscaling.options.{option} {value!r}, which is not a duration Go can hold "
+                f"spec.autoscaling.options.{option} {_shown(value)!r}, which is not a duration Go can hold "
                 f"(at most about 292 years); fix the NodeSet",
             )
         return nanos
