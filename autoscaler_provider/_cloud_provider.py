@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+import urllib3
 from google.protobuf import duration_pb2
+from google.protobuf.message import DecodeError, Message
 
 from nodeset_controller import metrics
 from nodeset_controller.api import (
@@ -33,7 +35,14 @@ from nodeset_controller.api import (
     NodeClass,
     NodeSet,
 )
-from nodeset_controller.controllers import node_allocatable_units, nodeset_members, request_removal, requested_nodes
+from nodeset_controller.controllers import (
+    RemovalConflictError,
+    is_member,
+    node_allocatable_units,
+    nodeset_members,
+    request_removal,
+    requested_nodes,
+)
 from nodeset_controller.failpoints import MID_DELETE_NODES, failpoint
 from nodeset_controller.kube import NODESETS, ApiError, Informer, KubeClient, NodeRecord, QuantityError
 
@@ -52,6 +61,14 @@ OTHER_ERROR_CLASS = 99
 
 #: How long a write waits for the watch to bring it into the cache (well inside the client's 5 s timeout).
 _CACHE_CATCH_UP = 2.0
+#: A status's message travels in a trailer, and the client drops a call whose trailers pass 16 KiB (its
+#: status becomes RESOURCE_EXHAUSTED and the real one is lost): messages are cut to this many UTF-8 bytes,
+#: which percent-encoding makes at most three times longer on the wire.
+_MAX_MESSAGE_BYTES = 2048
+#: How much of a string the client sent a message quotes.
+_SHOWN_CHARS = 80
+#: The legacy duration fields hold int64 nanoseconds (Go's time.Duration: about 292 years).
+_MIN_NANOS, _MAX_NANOS = -(2**63), 2**63 - 1
 
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
@@ -66,33 +83,83 @@ class RpcError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class UndecodableRequest:
+    """What a request becomes that is not an encoding of its message (a string field that is not UTF-8, a
+    truncated field): the handler answers INVALID_ARGUMENT, where gRPC's own decoding would say INTERNAL."""
+
+    message_type: str
+    error: str
+
+
+def request_decoder(message: type[Message]) -> Callable[[bytes], Message | UndecodableRequest]:
+    """A request deserializer for ``message`` that hands an undecodable request to the handler."""
+
+    def decode(data: bytes) -> Message | UndecodableRequest:
+        try:
+            return message.FromString(data)
+        except DecodeError as error:
+            return UndecodableRequest(message.DESCRIPTOR.name, str(error))
+
+    return decode
+
+
+def _shown(text: str) -> str:
+    """A string the client sent, for a message: as it is, or its start and its length when it is long."""
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text)} characters)"
+
+
+def _capped(message: str) -> str:
+    data = message.encode()
+    if len(data) <= _MAX_MESSAGE_BYTES:
+        return message
+    return data[: _MAX_MESSAGE_BYTES - 20].decode(errors="ignore") + f"... ({len(data)} bytes)"
+
+
 def _rpc(
     handler: Callable[[CloudProviderService, _Request], _Response],
 ) -> Callable[[CloudProviderService, _Request, grpc.ServicerContext], _Response]:
-    """Turn an RPC handler's errors into statuses: RpcError as given, API errors by kind, anything else
-    INTERNAL (logged) so nothing a client sends can take the server down."""
+    """Turn an RPC handler's errors into statuses: RpcError as given, an undecodable request
+    INVALID_ARGUMENT, a removal that kept conflicting ABORTED, API errors by kind, an unreachable API server
+    UNAVAILABLE, anything else INTERNAL (logged) so nothing a client sends can take the server down; every
+    message cut short enough for the client to read."""
 
     @functools.wraps(handler)
     def wrapper(self: CloudProviderService, request: _Request, context: grpc.ServicerContext) -> _Response:
         started = time.monotonic()
         code = grpc.StatusCode.OK
+        message = ""
         try:
+            if isinstance(request, UndecodableRequest):
+                raise RpcError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request is not a valid {request.message_type} (are its strings UTF-8?): {request.error}",
+                )
             return handler(self, request)
         except RpcError as error:
-            code = error.code
-            context.abort(error.code, error.message)
+            code, message = error.code, error.message
+        except RemovalConflictError as error:
+            code, message = grpc.StatusCode.ABORTED, f"{error}; try again"
         except ApiError as error:
-            code = grpc.StatusCode.ABORTED if error.conflict else grpc.StatusCode.UNAVAILABLE
-            if error.invalid:
+            if error.conflict:
+                code = grpc.StatusCode.ABORTED
+            elif error.not_found:
+                code = grpc.StatusCode.NOT_FOUND  # deleted between the cache's answer and the write
+            elif error.invalid:
                 code = grpc.StatusCode.INVALID_ARGUMENT
-            context.abort(code, f"Kubernetes API: {error}")
+            else:
+                code = grpc.StatusCode.UNAVAILABLE
+            message = f"Kubernetes API: {error}"
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            code, message = grpc.StatusCode.UNAVAILABLE, f"Kubernetes API unreachable: {type(error).__name__}: {error}"
         except Exception as error:
             code = grpc.StatusCode.INTERNAL
             log.exception("%s failed", handler.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{handler.__name__}: {type(error).__name__}: {error}")
+            message = f"{handler.__name__}: {type(error).__name__}: {error}"
         finally:
             metrics.GRPC_REQUESTS.labels(handler.__name__, code.name).inc()
             metrics.GRPC_REQUEST_DURATION.labels(handler.__name__).observe(time.monotonic() - started)
+        context.abort(code, _capped(message))
         raise AssertionError("unreachable: context.abort raises")
 
     return wrapper
@@ -140,7 +207,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "node group id is empty")
         nodeset = self._nodesets.get(group_id)
         if nodeset is None:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, f"node group {group_id}: no NodeSet of that name")
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"node group {_shown(group_id)}: no NodeSet of that name")
         if nodeset.spec.autoscaling.mode != CLUSTER_AUTOSCALER_MODE:
             raise RpcError(
                 grpc.StatusCode.NOT_FOUND,
@@ -167,13 +234,15 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
         return found[0] if found else None
 
     def _group_of(self, node: pb.ExternalGrpcNode) -> NodeSet | None:
+        """The node group the node is a member of: a Node that only carries a group's label (no NodeSet made
+        it, or an earlier NodeSet of that name did) is in none, as its NodeSet never counts or removes it."""
         record = self._node_of(node)
         if record is None:
             return None
         nodeset = self._nodesets.get(record.labels.get(LABEL_NODESET, ""))
         if nodeset is None or nodeset.spec.autoscaling.mode != CLUSTER_AUTOSCALER_MODE:
             return None
-        return nodeset
+        return nodeset if is_member(record, nodeset) else None
 
     def _members(self, nodeset: NodeSet) -> list[NodeRecord]:
         return nodeset_members(self._nodes, nodeset)
@@ -225,12 +294,14 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
     def PricingNodePrice(self, request: pb.PricingNodePriceRequest) -> pb.PricingNodePriceResponse:  # noqa: N802
         """The NodeClass's hourly price over the interval; UNIMPLEMENTED when the class has none."""
         nodeset = self._group_of(request.node)
-        if nodeset is None:
-            nodeset = self._nodesets.get(request.node.labels.get(LABEL_NODESET, ""))  # a template node
+        if nodeset is None:  # a template node: labelled with its group
+            labelled = self._nodesets.get(request.node.labels.get(LABEL_NODESET, ""))
+            if labelled is not None and labelled.spec.autoscaling.mode == CLUSTER_AUTOSCALER_MODE:
+                nodeset = labelled
         if nodeset is None:
             raise RpcError(
                 grpc.StatusCode.NOT_FOUND,
-                f"node {request.node.name or request.node.providerID}: not a Node of any kube-node NodeSet",
+                f"node {_shown(request.node.name or request.node.providerID)}: not a Node of any node group",
             )
         nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
         if nodeclass is None or nodeclass.spec.price_per_hour is None:
@@ -347,17 +418,21 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
     def NodeGroupDeleteNodes(self, request: pb.NodeGroupDeleteNodesRequest) -> pb.NodeGroupDeleteNodesResponse:  # noqa: N802
         """Remove exactly these Nodes and lower the target by their number, all or nothing, idempotently."""
         self._require_writes("NodeGroupDeleteNodes")
-        self._group(request.id)  # must be a node group
+        nodeset = self._group(request.id)
         if not request.nodes:
-            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "no nodes given")
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "nodes: none given")
         names: list[str] = []
         for node in request.nodes:
             record = self._node_of(node)
-            if record is None or record.labels.get(LABEL_NODESET) != request.id:
+            # A member only: its NodeSet never removes a Node it did not make, so counting one would lower
+            # replicas and take a member that nobody named.
+            if record is None or not is_member(record, nodeset):
+                label = record.labels.get(LABEL_NODESET) if record else None
+                why = " (it carries the group's label, but the NodeSet did not make it)" if label == request.id else ""
                 raise RpcError(
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    f"node {node.name or node.providerID} (providerID {node.providerID!r}) does not belong to node "
-                    f"group {request.id}; nothing was deleted",
+                    f"node {_shown(node.name or node.providerID)} (providerID {_shown(node.providerID)!r}) does not "
+                    f"belong to node group {request.id}{why}; nothing was deleted",
                 )
             names.append(record.name)
         if request_removal(self._client, request.id, names):
@@ -436,30 +511,28 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
             options.zeroOrMaxNodeScaling = overrides.zero_or_max_node_scaling
         if overrides.ignore_daemon_sets_utilization is not None:
             options.ignoreDaemonSetsUtilization = overrides.ignore_daemon_sets_utilization
-        durations = (  # (current field, legacy field, NodeSet field, its value)
-            (
-                "scaleDownUnneededDuration",
-                "old_scaleDownUnneededTime",
-                "scaleDownUnneededTime",
-                overrides.scale_down_unneeded_time,
-            ),
-            (
-                "scaleDownUnreadyDuration",
-                "old_scaleDownUnreadyTime",
-                "scaleDownUnreadyTime",
-                overrides.scale_down_unready_time,
-            ),
-            (
-                "MaxNodeProvisionDuration",
-                "old_MaxNodeProvisionTime",
-                "maxNodeProvisionTime",
-                overrides.max_node_provision_time,
-            ),
+        set_by_nodeset = {  # as the CRD names them
+            "scaleDownUnneededTime": overrides.scale_down_unneeded_time,
+            "scaleDownUnreadyTime": overrides.scale_down_unready_time,
+            "maxNodeProvisionTime": overrides.max_node_provision_time,
+        }
+        durations = (  # the response's current and legacy fields, and the NodeSet's option
+            ("scaleDownUnneededDuration", "old_scaleDownUnneededTime", "scaleDownUnneededTime"),
+            ("scaleDownUnreadyDuration", "old_scaleDownUnreadyTime", "scaleDownUnreadyTime"),
+            ("MaxNodeProvisionDuration", "old_MaxNodeProvisionTime", "maxNodeProvisionTime"),
         )
-        for current, legacy, field, override in durations:
-            nanos = _duration_nanos(getattr(options, current), getattr(options, legacy))
-            if override is not None:
-                nanos = _override_nanos(nodeset, field, override)
+        for current, legacy, option in durations:
+            override = set_by_nodeset[option]
+            if override is None:
+                nanos = _duration_nanos(getattr(options, current), getattr(options, legacy))
+                if not _MIN_NANOS <= nanos <= _MAX_NANOS:
+                    raise RpcError(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"defaults.{current}: {nanos / 1e9:.0f} s does not fit a duration (int64 nanoseconds, "
+                        f"about 292 years)",
+                    )
+            else:
+                nanos = _override_nanos(nodeset, option, override)
             getattr(options, current).CopyFrom(_duration(nanos))
             getattr(options, legacy).duration = nanos
         return pb.NodeGroupAutoscalingOptionsResponse(nodeGroupAutoscalingOptions=options)
@@ -483,7 +556,9 @@ def _leaving(node: NodeRecord, requested: set[str]) -> bool:
 
 
 def _duration(nanos: int) -> duration_pb2.Duration:
-    return duration_pb2.Duration(seconds=nanos // 1_000_000_000, nanos=nanos % 1_000_000_000)
+    """A google.protobuf.Duration: seconds and nanos carry the same sign, as the type requires."""
+    seconds = abs(nanos) // 1_000_000_000 * (1 if nanos >= 0 else -1)
+    return duration_pb2.Duration(seconds=seconds, nanos=nanos - seconds * 1_000_000_000)
 
 
 def _duration_nanos(current: duration_pb2.Duration, legacy: pb.LegacyDuration) -> int:

@@ -441,15 +441,18 @@ def test_pricing_gpu_refresh_and_cleanup(kube: KubeClient, provider: Provider) -
     provider.stub.Cleanup(pb.CleanupRequest())
 
 
-def test_garbage_bytes_get_a_status_and_the_server_keeps_serving(provider: Provider) -> None:
+def test_undecodable_requests_are_invalid_arguments_and_the_server_keeps_serving(provider: Provider) -> None:
     raw = provider.channel.unary_unary(
         "/clusterautoscaler.cloudprovider.v1.externalgrpc.CloudProvider/NodeGroupIncreaseSize",
         request_serializer=lambda b: b,
         response_deserializer=lambda b: b,
     )
-    with pytest.raises(grpc.RpcError) as caught:
-        raw(b"\xff\xff\xff\xff\x0f garbage")
-    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    # Garbage, and an id (field 2) that is not UTF-8: the caller's fault, so not INTERNAL.
+    for payload in (b"\xff\xff\xff\xff\x0f garbage", b"\x12\x02\xff\xfe"):
+        with pytest.raises(grpc.RpcError) as caught:
+            raw(payload)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, payload
+        assert "not a valid NodeGroupIncreaseSizeRequest" in caught.value.details()
     assert provider.stub.NodeGroups(pb.NodeGroupsRequest()) is not None
 
 
