@@ -180,12 +180,37 @@ CORPUS: list[tuple[str, dict[str, Any], str, str]] = [
         "size and image are required",
     ),
     # bad quantities and durations
-    ("quantity-negative", nodeclass(capacity={"cpu": "-1", "memory": "16Gi"}), "spec.capacity.cpu", "should match"),
-    ("quantity-gb", nodeclass(capacity={"cpu": "4", "memory": "16GB"}), "spec.capacity.memory", "should match"),
-    ("quantity-two-dots", nodeclass(capacity={"cpu": "4", "memory": "1Gi", "pods": "1.5.5"}), "capacity.pods", "match"),
-    ("duration-without-unit", nodeset(**options(maxNodeProvisionTime="15")), "maxNodeProvisionTime", "should match"),
-    ("duration-negative", nodeset(**options(scaleDownUnreadyTime="-5m")), "scaleDownUnreadyTime", "should match"),
-    ("duration-in-days", nodeset(**options(scaleDownUnreadyTime="1d")), "scaleDownUnreadyTime", "should match"),
+    (
+        "quantity-negative",
+        nodeclass(capacity={"cpu": "-1", "memory": "16Gi"}),
+        "spec.capacity[cpu]",
+        "must be a quantity",
+    ),
+    ("quantity-gb", nodeclass(capacity={"cpu": "4", "memory": "16GB"}), "spec.capacity[memory]", "must be a quantity"),
+    (
+        "quantity-two-dots",
+        nodeclass(capacity={"cpu": "4", "memory": "1Gi", "pods": "1.5.5"}),
+        "capacity[pods]",
+        "must be a quantity",
+    ),
+    (
+        "duration-without-unit",
+        nodeset(**options(maxNodeProvisionTime="15")),
+        "maxNodeProvisionTime",
+        "must be a Go duration",
+    ),
+    (
+        "duration-negative",
+        nodeset(**options(scaleDownUnreadyTime="-5m")),
+        "scaleDownUnreadyTime",
+        "must be a Go duration",
+    ),
+    (
+        "duration-in-days",
+        nodeset(**options(scaleDownUnreadyTime="1d")),
+        "scaleDownUnreadyTime",
+        "must be a Go duration",
+    ),
 ]
 
 
