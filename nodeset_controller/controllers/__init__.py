@@ -6,7 +6,7 @@ from ._node_controller import FAILPOINT_ENV, NodeController, NodeControllerSetti
 from ._node_template import node_allocatable_units, node_capacity, node_labels, node_taints
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
 from ._pending_pods import PendingPodAutoscaler, PendingPodAutoscalerSettings
-from ._removal import RemovalConflictError, request_removal, requested_nodes
+from ._removal import RemovalConflictError, RemovalOfGoneNodesError, request_removal, requested_nodes
 from ._scale_down import Failure, choose_victims, failure_of, is_failed, is_ready, machine_gone, remediation_budget
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "PendingPodAutoscalerSettings",
     "Phase",
     "RemovalConflictError",
+    "RemovalOfGoneNodesError",
     "choose_victims",
     "failure_of",
     "is_failed",
