@@ -37,6 +37,7 @@ from nodeset_controller.api import (
 )
 from nodeset_controller.controllers import (
     RemovalConflictError,
+    RemovalOfGoneNodesError,
     is_member,
     node_allocatable_units,
     nodeset_members,
@@ -435,7 +436,20 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
                     f"belong to node group {request.id}{why}; nothing was deleted",
                 )
             names.append(record.name)
-        if request_removal(self._client, request.id, names):
+
+        def still_a_member(name: str) -> bool:
+            record = self._nodes.get(name)
+            return record is not None and is_member(record, nodeset)
+
+        try:
+            recorded = request_removal(self._client, request.id, names, present=still_a_member)
+        except RemovalOfGoneNodesError as error:
+            raise RpcError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"node {', '.join(_shown(n) for n in error.names[:5])} does not belong to node group {request.id} "
+                f"any more (it went while this call ran); nothing was deleted",
+            ) from None
+        if recorded:
             failpoint(MID_DELETE_NODES)
             self._remember(request.id, self._client.get(NODESETS, request.id))
         return pb.NodeGroupDeleteNodesResponse()

@@ -241,6 +241,13 @@ class NodeSetController:
 
         if requested - {n.name for n in members}:
             prune_requested(self._client, nodeset, {n.name for n in members})
+        # Nodes the autoscaler named go whatever replicas says by now: the write that named them gave their
+        # replicas back, and a rise since (an IncreaseSize, a kubectl scale) asks for new Nodes, not for these
+        # to stay (they would stay forever, reported as deleting, with no new Node made for the rise).
+        for node in (n for n in active if n.name in requested):
+            self._start_removal(nodeset, node, "ScaleDown", "the cluster-autoscaler asked for this Node by name")
+            requeue = _DRAIN_POLL
+        active = [n for n in active if n.name not in requested]
 
         nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
         desired = nodeset.spec.replicas
