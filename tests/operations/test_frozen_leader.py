@@ -128,10 +128,13 @@ def test_a_frozen_leader_is_replaced_and_nothing_it_sends_after_waking_lands(
             f"frozen at {frozen_at:.3f}, resumed at {resumed_at:.3f}",
             [(e["verb"], e["requestURI"], _received(e), parse_time(e["stageTimestamp"])) for e in late],
         )
-        # ... and after it woke up it sent nothing but leader election's own requests (a renewal, at most,
-        # which the new holder's resourceVersion refuses).
+        # ... and after it woke up nothing it sent landed: leader election's own requests (a renewal, at most,
+        # which the new holder's resourceVersion refuses) and, at most, one request that had passed its fence
+        # checks when the process froze between the last check and the socket write (a window the client
+        # cannot close); that one carried a resourceVersion, so the API server refused it as a conflict.
         after = [e for e in sent if _received(e) >= resumed_at]
-        assert all(_is_lease(e) and not _landed(e) for e in after), [(e["verb"], e["requestURI"]) for e in after]
+        assert not any(_landed(e) for e in after), [(e["verb"], e["requestURI"]) for e in after]
+        assert len([e for e in after if not _is_lease(e)]) <= 1, [(e["verb"], e["requestURI"]) for e in after]
         # The fence refused what it tried: the in-flight creates' records, at least.
         assert "not the leader now: refusing" in log, (in_flight, log[-3000:])
 
