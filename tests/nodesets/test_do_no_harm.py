@@ -146,11 +146,13 @@ def test_more_failed_nodes_than_max_unhealthy_removes_none_and_a_condition_says_
     kube: KubeClient, manager: Manager
 ) -> None:
     kube.create(NODECLASSES, simulator_nodeclass())
-    health = {"unhealthyConditions": [{"type": "Ready", "status": "Unknown", "timeoutSeconds": 3}]}
+    # A cap of one, so that the two Nodes brought back one after the other below hold the third back until
+    # both are Ready (with 40%, two of five dark would already be within the cap).
+    health = {"maxUnhealthy": 1, "unhealthyConditions": [{"type": "Ready", "status": "Unknown", "timeoutSeconds": 3}]}
     kube.create(NODESETS, nodeset_manifest("fleet", 5, healthCheck=health))
     eventually(lambda: settled(kube, "fleet", 5, manager), timeout=90)
     before = names(members(kube, "fleet"))
-    dark = sorted(before)[:3]  # 3 of 5 go dark together: more than 40% (2)
+    dark = sorted(before)[:3]  # 3 of 5 go dark together: more than the cap
     for node in dark:
         set_ready(kube, node, "Unknown")
 
@@ -171,7 +173,7 @@ def test_more_failed_nodes_than_max_unhealthy_removes_none_and_a_condition_says_
     held_events = eventually(lambda: manager.recorder.flush() or events(kube, "fleet", "RemediationHeld"))
     assert held_events[0]["type"] == "Warning"
 
-    # Two come back: one failed Node of five is within the cap, and it alone is replaced.
+    # Two come back: one failed Node is within the cap, and it alone is replaced.
     for node in dark[:2]:
         set_ready(kube, node, "True")
     eventually(lambda: dark[2] not in names(members(kube, "fleet")), timeout=30, what="the one failed Node replaced")
