@@ -34,10 +34,8 @@ from ..api import (
     ANNOTATION_MACHINE_ERROR_CODE,
     ANNOTATION_MACHINE_ID,
     ANNOTATION_MACHINE_PHASE,
-    API_VERSION,
     FINALIZER_MACHINE,
     LABEL_NODECLASS,
-    NODECLASS_KIND,
     TAINT_STARTUP,
     NodeClass,
     provider_id,
@@ -568,7 +566,7 @@ class NodeController:
             self.orphans_destroyed += 1
             self._first_seen.pop(machine.name, None)
             self._recorder.event(
-                _nodeclass_ref(nodeclass),
+                ObjectReference.to(nodeclass),
                 "Normal",
                 "OrphanMachineDestroyed",
                 f"destroyed machine {machine.name} ({machine.id}): no Node {machine.node_name} owns it",
@@ -646,12 +644,6 @@ class NodeController:
         else:
             nodes = [node for node in (self._nodes.get(machine.node_name or ""),) if node is not None]
         return next((node for node in nodes if machine_name(node.name, node.uid) == machine.name), None)
-
-
-def _nodeclass_ref(nodeclass: NodeClass) -> ObjectReference:
-    return ObjectReference(
-        NODECLASS_KIND, nodeclass.metadata.name, nodeclass.metadata.uid or "", api_version=API_VERSION
-    )
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..api import API_VERSION, FINALIZER_IN_USE, LABEL_NODECLASS, NODECLASS_KIND, Condition, NodeClass, NodeSet
+from ..api import FINALIZER_IN_USE, LABEL_NODECLASS, Condition, NodeClass, NodeSet
 from ..kube import (
     NODECLASSES,
     NODES,
@@ -300,10 +300,7 @@ class NodeClassController:
             self._event(nodeclass, "Warning", "CapacityMismatch", capacity.message)
 
     def _event(self, nodeclass: NodeClass, type_: EventType, reason: str, message: str) -> None:
-        ref = ObjectReference(
-            NODECLASS_KIND, nodeclass.metadata.name, nodeclass.metadata.uid or "", api_version=API_VERSION
-        )
-        self._recorder.event(ref, type_, reason, message)
+        self._recorder.event(ObjectReference.to(nodeclass), type_, reason, message)
 
 
 def _summary(node: NodeRecord) -> tuple[Any, ...]:

@@ -654,8 +654,7 @@ class NodeSetController:
     # -- events ------------------------------------------------------------------------------------------
 
     def _event_nodeset(self, nodeset: NodeSet, type_: EventType, reason: str, message: str) -> None:
-        ref = ObjectReference(NODESET_KIND, nodeset.metadata.name, nodeset.metadata.uid or "", api_version=API_VERSION)
-        self._recorder.event(ref, type_, reason, message)
+        self._recorder.event(ObjectReference.to(nodeset), type_, reason, message)
 
     def _event_node(self, node: NodeRecord, type_: EventType, reason: str, message: str) -> None:
         self._recorder.event(ObjectReference("Node", node.name, node.uid), type_, reason, message)

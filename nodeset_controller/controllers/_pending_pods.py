@@ -619,10 +619,7 @@ class PendingPodAutoscaler:
     # -- events ------------------------------------------------------------------------------------------
 
     def _event(self, nodeset: NodeSet, type_: EventType, reason: str, message: str) -> None:
-        ref = ObjectReference(
-            "NodeSet", nodeset.metadata.name, nodeset.metadata.uid or "", api_version="kube-node.io/v1alpha1"
-        )
-        self._recorder.event(ref, type_, reason, message)
+        self._recorder.event(ObjectReference.to(nodeset), type_, reason, message)
 
     def _pod_event(self, pod: PendingPod, type_: EventType, reason: str, message: str) -> None:
         self._recorder.event(ObjectReference("Pod", pod.name, pod.uid, namespace=pod.namespace), type_, reason, message)

@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
+from ..api import API_VERSION, NodeClass, NodeSet
 from ._client import ApiError, KubeClient, Resource
 from ._fence import NotLeaderError
 from ._records import now_rfc3339
@@ -40,6 +41,11 @@ class ObjectReference:
     uid: str
     api_version: str = "v1"
     namespace: str | None = None
+
+    @classmethod
+    def to(cls, resource: NodeClass | NodeSet) -> ObjectReference:
+        """The reference to one of kube-node's own (cluster-scoped) objects."""
+        return cls(resource.KIND, resource.metadata.name, resource.metadata.uid or "", api_version=API_VERSION)
 
 
 @dataclass
