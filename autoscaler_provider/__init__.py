@@ -4,6 +4,7 @@ from ._cloud_provider import (
     CLUSTER_AUTOSCALER_MODE,
     DEFAULT_MAX_SIZE,
     CloudProviderService,
+    DurationError,
     RpcError,
     parse_go_duration,
 )
@@ -15,6 +16,7 @@ __all__ = [
     "DEFAULT_MAX_SIZE",
     "SERVICE_NAME",
     "CloudProviderService",
+    "DurationError",
     "ProviderServer",
     "RpcError",
     "TLSConfigError",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -17,7 +18,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
+import urllib3
 from google.protobuf import duration_pb2
+from google.protobuf.message import DecodeError, Message
 
 from nodeset_controller import metrics
 from nodeset_controller.api import (
@@ -32,8 +35,17 @@ from nodeset_controller.api import (
     NodeClass,
     NodeSet,
 )
-from nodeset_controller.controllers import nodeset_members, request_removal, requested_nodes
-from nodeset_controller.kube import NODESETS, ApiError, Informer, KubeClient, NodeRecord
+from nodeset_controller.controllers import (
+    RemovalConflictError,
+    RemovalOfGoneNodesError,
+    is_member,
+    node_allocatable_units,
+    nodeset_members,
+    request_removal,
+    requested_nodes,
+)
+from nodeset_controller.failpoints import MID_DELETE_NODES, failpoint
+from nodeset_controller.kube import NODESETS, ApiError, Informer, KubeClient, NodeRecord, QuantityError
 
 from ._proto import externalgrpc_pb2 as pb
 from ._proto import externalgrpc_pb2_grpc as pb_grpc
@@ -50,6 +62,14 @@ OTHER_ERROR_CLASS = 99
 
 #: How long a write waits for the watch to bring it into the cache (well inside the client's 5 s timeout).
 _CACHE_CATCH_UP = 2.0
+#: A status's message travels in a trailer, and the client drops a call whose trailers pass 16 KiB (its
+#: status becomes RESOURCE_EXHAUSTED and the real one is lost): messages are cut to this many UTF-8 bytes,
+#: which percent-encoding makes at most three times longer on the wire.
+_MAX_MESSAGE_BYTES = 2048
+#: How much of a string the client sent a message quotes.
+_SHOWN_CHARS = 80
+#: The legacy duration fields hold int64 nanoseconds (Go's time.Duration: about 292 years).
+_MIN_NANOS, _MAX_NANOS = -(2**63), 2**63 - 1
 
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
@@ -64,33 +84,83 @@ class RpcError(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class UndecodableRequest:
+    """What a request becomes that is not an encoding of its message (a string field that is not UTF-8, a
+    truncated field): the handler answers INVALID_ARGUMENT, where gRPC's own decoding would say INTERNAL."""
+
+    message_type: str
+    error: str
+
+
+def request_decoder(message: type[Message]) -> Callable[[bytes], Message | UndecodableRequest]:
+    """A request deserializer for ``message`` that hands an undecodable request to the handler."""
+
+    def decode(data: bytes) -> Message | UndecodableRequest:
+        try:
+            return message.FromString(data)
+        except DecodeError as error:
+            return UndecodableRequest(message.DESCRIPTOR.name, str(error))
+
+    return decode
+
+
+def _shown(text: str) -> str:
+    """A string the client sent, for a message: as it is, or its start and its length when it is long."""
+    return text if len(text) <= _SHOWN_CHARS else f"{text[:_SHOWN_CHARS]}... ({len(text)} characters)"
+
+
+def _capped(message: str) -> str:
+    data = message.encode()
+    if len(data) <= _MAX_MESSAGE_BYTES:
+        return message
+    return data[: _MAX_MESSAGE_BYTES - 20].decode(errors="ignore") + f"... ({len(data)} bytes)"
+
+
 def _rpc(
     handler: Callable[[CloudProviderService, _Request], _Response],
 ) -> Callable[[CloudProviderService, _Request, grpc.ServicerContext], _Response]:
-    """Turn an RPC handler's errors into statuses: RpcError as given, API errors by kind, anything else
-    INTERNAL (logged) so nothing a client sends can take the server down."""
+    """Turn an RPC handler's errors into statuses: RpcError as given, an undecodable request
+    INVALID_ARGUMENT, a removal that kept conflicting ABORTED, API errors by kind, an unreachable API server
+    UNAVAILABLE, anything else INTERNAL (logged) so nothing a client sends can take the server down; every
+    message cut short enough for the client to read."""
 
     @functools.wraps(handler)
     def wrapper(self: CloudProviderService, request: _Request, context: grpc.ServicerContext) -> _Response:
         started = time.monotonic()
         code = grpc.StatusCode.OK
+        message = ""
         try:
+            if isinstance(request, UndecodableRequest):
+                raise RpcError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"the request is not a valid {request.message_type} (are its strings UTF-8?): {request.error}",
+                )
             return handler(self, request)
         except RpcError as error:
-            code = error.code
-            context.abort(error.code, error.message)
+            code, message = error.code, error.message
+        except RemovalConflictError as error:
+            code, message = grpc.StatusCode.ABORTED, f"{error}; try again"
         except ApiError as error:
-            code = grpc.StatusCode.ABORTED if error.conflict else grpc.StatusCode.UNAVAILABLE
-            if error.invalid:
+            if error.conflict:
+                code = grpc.StatusCode.ABORTED
+            elif error.not_found:
+                code = grpc.StatusCode.NOT_FOUND  # deleted between the cache's answer and the write
+            elif error.invalid:
                 code = grpc.StatusCode.INVALID_ARGUMENT
-            context.abort(code, f"Kubernetes API: {error}")
+            else:
+                code = grpc.StatusCode.UNAVAILABLE
+            message = f"Kubernetes API: {error}"
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            code, message = grpc.StatusCode.UNAVAILABLE, f"Kubernetes API unreachable: {type(error).__name__}: {error}"
         except Exception as error:
             code = grpc.StatusCode.INTERNAL
             log.exception("%s failed", handler.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"{handler.__name__}: {type(error).__name__}: {error}")
+            message = f"{handler.__name__}: {type(error).__name__}: {error}"
         finally:
             metrics.GRPC_REQUESTS.labels(handler.__name__, code.name).inc()
             metrics.GRPC_REQUEST_DURATION.labels(handler.__name__).observe(time.monotonic() - started)
+        context.abort(code, _capped(message))
         raise AssertionError("unreachable: context.abort raises")
 
     return wrapper
@@ -138,7 +208,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
             raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "node group id is empty")
         nodeset = self._nodesets.get(group_id)
         if nodeset is None:
-            raise RpcError(grpc.StatusCode.NOT_FOUND, f"node group {group_id}: no NodeSet of that name")
+            raise RpcError(grpc.StatusCode.NOT_FOUND, f"node group {_shown(group_id)}: no NodeSet of that name")
         if nodeset.spec.autoscaling.mode != CLUSTER_AUTOSCALER_MODE:
             raise RpcError(
                 grpc.StatusCode.NOT_FOUND,
@@ -165,13 +235,15 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
         return found[0] if found else None
 
     def _group_of(self, node: pb.ExternalGrpcNode) -> NodeSet | None:
+        """The node group the node is a member of: a Node that only carries a group's label (no NodeSet made
+        it, or an earlier NodeSet of that name did) is in none, as its NodeSet never counts or removes it."""
         record = self._node_of(node)
         if record is None:
             return None
         nodeset = self._nodesets.get(record.labels.get(LABEL_NODESET, ""))
         if nodeset is None or nodeset.spec.autoscaling.mode != CLUSTER_AUTOSCALER_MODE:
             return None
-        return nodeset
+        return nodeset if is_member(record, nodeset) else None
 
     def _members(self, nodeset: NodeSet) -> list[NodeRecord]:
         return nodeset_members(self._nodes, nodeset)
@@ -223,12 +295,14 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
     def PricingNodePrice(self, request: pb.PricingNodePriceRequest) -> pb.PricingNodePriceResponse:  # noqa: N802
         """The NodeClass's hourly price over the interval; UNIMPLEMENTED when the class has none."""
         nodeset = self._group_of(request.node)
-        if nodeset is None:
-            nodeset = self._nodesets.get(request.node.labels.get(LABEL_NODESET, ""))  # a template node
+        if nodeset is None:  # a template node: labelled with its group
+            labelled = self._nodesets.get(request.node.labels.get(LABEL_NODESET, ""))
+            if labelled is not None and labelled.spec.autoscaling.mode == CLUSTER_AUTOSCALER_MODE:
+                nodeset = labelled
         if nodeset is None:
             raise RpcError(
                 grpc.StatusCode.NOT_FOUND,
-                f"node {request.node.name or request.node.providerID}: not a Node of any kube-node NodeSet",
+                f"node {_shown(request.node.name or request.node.providerID)}: not a Node of any node group",
             )
         nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
         if nodeclass is None or nodeclass.spec.price_per_hour is None:
@@ -345,20 +419,38 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
     def NodeGroupDeleteNodes(self, request: pb.NodeGroupDeleteNodesRequest) -> pb.NodeGroupDeleteNodesResponse:  # noqa: N802
         """Remove exactly these Nodes and lower the target by their number, all or nothing, idempotently."""
         self._require_writes("NodeGroupDeleteNodes")
-        self._group(request.id)  # must be a node group
+        nodeset = self._group(request.id)
         if not request.nodes:
-            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "no nodes given")
+            raise RpcError(grpc.StatusCode.INVALID_ARGUMENT, "nodes: none given")
         names: list[str] = []
         for node in request.nodes:
             record = self._node_of(node)
-            if record is None or record.labels.get(LABEL_NODESET) != request.id:
+            # A member only: its NodeSet never removes a Node it did not make, so counting one would lower
+            # replicas and take a member that nobody named.
+            if record is None or not is_member(record, nodeset):
+                label = record.labels.get(LABEL_NODESET) if record else None
+                why = " (it carries the group's label, but the NodeSet did not make it)" if label == request.id else ""
                 raise RpcError(
                     grpc.StatusCode.INVALID_ARGUMENT,
-                    f"node {node.name or node.providerID} (providerID {node.providerID!r}) does not belong to node "
-                    f"group {request.id}; nothing was deleted",
+                    f"node {_shown(node.name or node.providerID)} (providerID {_shown(node.providerID)!r}) does not "
+                    f"belong to node group {request.id}{why}; nothing was deleted",
                 )
             names.append(record.name)
-        if request_removal(self._client, request.id, names):
+
+        def still_a_member(name: str) -> bool:
+            record = self._nodes.get(name)
+            return record is not None and is_member(record, nodeset)
+
+        try:
+            recorded = request_removal(self._client, request.id, names, present=still_a_member)
+        except RemovalOfGoneNodesError as error:
+            raise RpcError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"node {', '.join(_shown(n) for n in error.names[:5])} does not belong to node group {request.id} "
+                f"any more (it went while this call ran); nothing was deleted",
+            ) from None
+        if recorded:
+            failpoint(MID_DELETE_NODES)
             self._remember(request.id, self._client.get(NODESETS, request.id))
         return pb.NodeGroupDeleteNodesResponse()
 
@@ -392,7 +484,9 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
     def NodeGroupTemplateNodeInfo(  # noqa: N802
         self, request: pb.NodeGroupTemplateNodeInfoRequest
     ) -> pb.NodeGroupTemplateNodeInfoResponse:
-        """A full template Node, in the current field and the legacy one (for cluster-autoscalers < 1.35)."""
+        """A full template Node, in the current field and the legacy one (for cluster-autoscalers < 1.35); a
+        capacity the client could not read (the NodeClass schema checks its form only loosely) is
+        FAILED_PRECONDITION naming the field."""
         nodeset = self._group(request.id)
         nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
         if nodeclass is None:
@@ -400,7 +494,15 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"node group {request.id}: NodeClass {nodeset.spec.node_class_name} does not exist",
             )
-        data = template_node(nodeset, nodeclass).SerializeToString()
+        nodes = self._nodes.by_index("nodeclass", nodeclass.metadata.name)
+        try:
+            node_allocatable_units(nodeclass, nodes)
+        except QuantityError as error:
+            raise RpcError(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"node group {request.id}: NodeClass {nodeclass.metadata.name}: spec.capacity.{error}",
+            ) from None
+        data = template_node(nodeset, nodeclass, nodes).SerializeToString()
         return pb.NodeGroupTemplateNodeInfoResponse(nodeBytes=data, old_nodeInfo=data)
 
     @_rpc
@@ -423,18 +525,44 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
             options.zeroOrMaxNodeScaling = overrides.zero_or_max_node_scaling
         if overrides.ignore_daemon_sets_utilization is not None:
             options.ignoreDaemonSetsUtilization = overrides.ignore_daemon_sets_utilization
-        durations = (
-            ("scaleDownUnneededDuration", "old_scaleDownUnneededTime", overrides.scale_down_unneeded_time),
-            ("scaleDownUnreadyDuration", "old_scaleDownUnreadyTime", overrides.scale_down_unready_time),
-            ("MaxNodeProvisionDuration", "old_MaxNodeProvisionTime", overrides.max_node_provision_time),
+        set_by_nodeset = {  # as the CRD names them
+            "scaleDownUnneededTime": overrides.scale_down_unneeded_time,
+            "scaleDownUnreadyTime": overrides.scale_down_unready_time,
+            "maxNodeProvisionTime": overrides.max_node_provision_time,
+        }
+        durations = (  # the response's current and legacy fields, and the NodeSet's option
+            ("scaleDownUnneededDuration", "old_scaleDownUnneededTime", "scaleDownUnneededTime"),
+            ("scaleDownUnreadyDuration", "old_scaleDownUnreadyTime", "scaleDownUnreadyTime"),
+            ("MaxNodeProvisionDuration", "old_MaxNodeProvisionTime", "maxNodeProvisionTime"),
         )
-        for current, legacy, override in durations:
-            nanos = _duration_nanos(getattr(options, current), getattr(options, legacy))
-            if override is not None:
-                nanos = parse_go_duration(override)
+        for current, legacy, option in durations:
+            override = set_by_nodeset[option]
+            if override is None:
+                nanos = _duration_nanos(getattr(options, current), getattr(options, legacy))
+                if not _MIN_NANOS <= nanos <= _MAX_NANOS:
+                    raise RpcError(
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                        f"defaults.{current}: {nanos / 1e9:.0f} s does not fit a duration (int64 nanoseconds, "
+                        f"about 292 years)",
+                    )
+            else:
+                nanos = _override_nanos(nodeset, option, override)
             getattr(options, current).CopyFrom(_duration(nanos))
             getattr(options, legacy).duration = nanos
         return pb.NodeGroupAutoscalingOptionsResponse(nodeGroupAutoscalingOptions=options)
+
+
+def _override_nanos(nodeset: NodeSet, field: str, text: str) -> int:
+    """A NodeSet's duration override, or FAILED_PRECONDITION naming the NodeSet and the field: the schema checks
+    only the form (and objects stored before a schema change keep whatever it allowed then)."""
+    where = f"NodeSet {nodeset.metadata.name}: spec.autoscaling.options.{field} {text!r}"
+    try:
+        nanos = parse_go_duration(text)
+    except DurationError as error:
+        raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, f"{where}: {error.reason}") from None
+    if nanos < 0:
+        raise RpcError(grpc.StatusCode.FAILED_PRECONDITION, f"{where}: negative")
+    return nanos
 
 
 def _leaving(node: NodeRecord, requested: set[str]) -> bool:
@@ -442,7 +570,9 @@ def _leaving(node: NodeRecord, requested: set[str]) -> bool:
 
 
 def _duration(nanos: int) -> duration_pb2.Duration:
-    return duration_pb2.Duration(seconds=nanos // 1_000_000_000, nanos=nanos % 1_000_000_000)
+    """A google.protobuf.Duration: seconds and nanos carry the same sign, as the type requires."""
+    seconds = abs(nanos) // 1_000_000_000 * (1 if nanos >= 0 else -1)
+    return duration_pb2.Duration(seconds=seconds, nanos=nanos - seconds * 1_000_000_000)
 
 
 def _duration_nanos(current: duration_pb2.Duration, legacy: pb.LegacyDuration) -> int:
@@ -455,31 +585,74 @@ def _duration_nanos(current: duration_pb2.Duration, legacy: pb.LegacyDuration) -
 _UNITS = {
     "ns": 1,
     "us": 1_000,
-    "µs": 1_000,
+    "µs": 1_000,  # U+00B5 micro sign
+    "μs": 1_000,  # U+03BC Greek mu
     "ms": 1_000_000,
     "s": 1_000_000_000,
     "m": 60_000_000_000,
     "h": 3_600_000_000_000,
 }
+_INT64 = 2**63 - 1
+_NUMBER = re.compile(r"([0-9]*)(?:\.([0-9]*))?")
+_UNIT = re.compile(r"[^0-9.]+")
+
+
+class DurationError(ValueError):
+    """Not a duration Go's time.ParseDuration accepts: malformed, or longer than its int64 nanoseconds hold.
+    ``reason`` says which, without the text."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        super().__init__(f"{text!r} is {reason}")
+        self.text = text
+        self.reason = reason
+
+
+_TOO_LONG = "longer than a Go duration can be (at most 2562047h47m16.854775807s)"
 
 
 def parse_go_duration(text: str) -> int:
-    """Nanoseconds in a Go duration string such as "10m", "1h30m" or "2.5s" (the CRD validates the form)."""
-    total = 0.0
-    number = ""
-    index = 0
-    while index < len(text):
-        char = text[index]
-        if char.isdigit() or char == ".":
-            number += char
-            index += 1
-            continue
-        unit = text[index : index + 2] if text[index : index + 2] in _UNITS else char
-        if unit not in _UNITS or not number:
-            raise ValueError(f"not a duration: {text!r}")
-        total += float(number) * _UNITS[unit]
-        number = ""
-        index += len(unit)
-    if number:
-        raise ValueError(f"not a duration (a number without a unit): {text!r}")
-    return int(total)
+    """Nanoseconds in a Go duration string such as "10m", "1h30m" or "2.5s", exactly as Go's
+    time.ParseDuration reads it; a :class:`DurationError` where Go's is an error, including a duration past
+    int64 nanoseconds (about 292 years), which the CRD's pattern cannot rule out."""
+    rest, negative = text, False
+    if rest[:1] in ("+", "-"):
+        negative, rest = rest[0] == "-", rest[1:]
+    if rest == "0":
+        return 0
+    if not rest:
+        raise DurationError(text, "not a Go duration")
+    total = 0
+    while rest:
+        number = _NUMBER.match(rest)
+        assert number is not None  # it matches the empty string
+        whole, fraction = number.group(1), number.group(2)
+        if not whole and not fraction:
+            raise DurationError(text, "not a Go duration")
+        rest = rest[number.end() :]
+        unit_match = _UNIT.match(rest)
+        if unit_match is None:
+            raise DurationError(text, "not a Go duration (a number without a unit)")
+        unit = _UNITS.get(unit_match.group())
+        if unit is None:
+            raise DurationError(text, f"not a Go duration (unknown unit {unit_match.group()!r})")
+        rest = rest[unit_match.end() :]
+        value = int(whole or "0") if len(whole.lstrip("0")) <= 19 else 2**64  # (no int() of 5,000 digits)
+        if value > 2**63 // unit:
+            raise DurationError(text, _TOO_LONG)
+        value *= unit
+        if fraction:
+            # Go's leadingFraction keeps at most what fits in int64, and scales it as float64.
+            digits, scale = 0, 1.0
+            for char in fraction:
+                if digits > (2**63 - 1) // 10 or digits * 10 + int(char) > 2**63:
+                    break
+                digits, scale = digits * 10 + int(char), scale * 10
+            value += int(float(digits) * (float(unit) / scale))
+        total += value
+        if total > 2**63:
+            raise DurationError(text, _TOO_LONG)
+    if negative:
+        return -total
+    if total > _INT64:
+        raise DurationError(text, _TOO_LONG)
+    return total

@@ -1,26 +1,30 @@
 """Template Nodes for NodeGroupTemplateNodeInfo: what a new Node of a NodeSet will look like once Ready.
 
 The cluster-autoscaler uses the template to decide whether pending pods would fit a new Node of the group
-(scale from zero, and after deletions). It must be a full Node: capacity and allocatable including pods, a
-Ready condition, the well-known labels (os, arch, hostname, instance type, zone, region), the NodeSet's and
-NodeClass's labels and taints. kube-node's own startup taint is left out: it is gone once a Node is Ready.
+(scale from zero, and after deletions). It must be a full Node: capacity and allocatable including pods (what
+a registered Node of the class reports once one is Ready, the NodeClass's declaration until then: see
+``node_resources``), a Ready condition, the well-known labels (os, arch, hostname, instance type, zone,
+region), the NodeSet's and NodeClass's labels and taints. kube-node's own startup taint is left out: it is gone
+once a Node is Ready.
 The bytes are the protobuf encoding of core/v1 Node (see proto/k8s_node.proto).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from nodeset_controller.api import NodeClass, NodeSet
-from nodeset_controller.controllers import node_capacity, node_labels, node_taints
+from nodeset_controller.controllers import node_labels, node_resources, node_taints
+from nodeset_controller.kube import NodeRecord
 
 from ._proto import k8s_node_pb2
 
 KUBELET_VERSION = "v1.36.3"
 
 
-def template_node(nodeset: NodeSet, nodeclass: NodeClass) -> k8s_node_pb2.Node:
-    """The template Node of ``nodeset`` as a protobuf message."""
+def template_node(nodeset: NodeSet, nodeclass: NodeClass, nodes: Iterable[NodeRecord]) -> k8s_node_pb2.Node:
+    """The template Node of ``nodeset`` as a protobuf message; ``nodes``: the Nodes of its class."""
     name = f"template-{nodeset.metadata.name}"
     node = k8s_node_pb2.Node()
     node.metadata.name = name
@@ -34,8 +38,10 @@ def template_node(nodeset: NodeSet, nodeclass: NodeClass) -> k8s_node_pb2.Node:
         entry.effect = taint.effect
         if taint.value:
             entry.value = taint.value
-    for key, value in node_capacity(nodeclass).items():
+    resources = node_resources(nodeclass, nodes)
+    for key, value in resources.capacity.items():
         node.status.capacity[key].string = value
+    for key, value in resources.allocatable.items():
         node.status.allocatable[key].string = value
     node.status.phase = "Running"
     ready = node.status.conditions.add()

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler_provider import ProviderServer
-from nodeset_controller.controllers import Manager, ManagerSettings
+from nodeset_controller.controllers import Manager, ManagerSettings, NodeControllerSettings
 from nodeset_controller.kube import KubeClient, install_crds
 
 from ._provider import make_provider_certificates, serve_provider, write_cloud_config
+from ._run import cluster_identity
 from ._samples import SAMPLES_DIR, apply_samples
 from ._status import StatusServer
 from .controlplane import Binaries, ControlPlane, find_binaries, pid_alive
@@ -171,7 +172,14 @@ def serve(state_dir: Path) -> int:
         install_crds(client)
         created = apply_samples(client)
         log.info("applied samples: %s", ", ".join(created) or "(all existed)")
-        manager = Manager(client, ManagerSettings(simulator_dir=state_dir / "simulator"))
+        identity = cluster_identity(client, None)  # as `kube-node run` does; the local cluster has kube-system
+        log.info("cluster identity %s (%s)", identity.name, identity.source)
+        manager = Manager(
+            client,
+            ManagerSettings(
+                node_controller=NodeControllerSettings(cluster=identity.name), simulator_dir=state_dir / "simulator"
+            ),
+        )
         manager.start()
         certificates = make_provider_certificates(state_dir / "provider-tls")
         provider = serve_provider(manager, "127.0.0.1:0", certificates.server_tls)

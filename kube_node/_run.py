@@ -5,6 +5,13 @@ the Lease runs the controllers and accepts the provider's writes. On SIGTERM the
 gives reconciles in flight a bounded time to finish, and only then releases the Lease, so the next leader
 never overlaps with it. A leader that loses its Lease exits with status 1 at once (its cloud calls are
 idempotent, so one cut short is safe to repeat) and is restarted as a standby.
+
+Everything the controllers, the simulated kubelets and the provider change goes through one fence
+(nodeset_controller.kube.WriteFence): every mutating API request and every machine create or destroy is
+refused, unsent, unless the process holds the Lease at that moment by its own clock. So a leader frozen
+past its renew deadline (SIGSTOP, a stalled machine) sends nothing when it wakes, even before it notices
+the loss. Only leader election's own Lease requests and the pod's leader label bypass it. Without leader
+election nothing is fenced.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import urllib3
 from prometheus_client import Info
 
 from autoscaler_provider import ProviderServer, TLSFiles
@@ -26,12 +34,14 @@ from nodeset_controller.controllers import PendingPodAutoscalerSettings as Autos
 from nodeset_controller.kube import (
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_WATCH_IDLE_TIMEOUT,
+    NAMESPACES,
     PODS,
     ApiError,
     KubeClient,
     LeaderElectionSettings,
     LeaderElector,
     LeaderState,
+    WriteFence,
     install_crds,
 )
 
@@ -68,7 +78,7 @@ class RunOptions:
 
     kubeconfig: str | None = None
     context: str | None = None
-    cluster: str = "kube-node"
+    cluster: str | None = None  #: --cluster-name; None: the kube-system namespace's uid, read at start-up
     simulator_dir: Path | None = None
     workers: int = 16
     orphan_grace: float = 600.0
@@ -87,21 +97,82 @@ class RunOptions:
     pod_namespace: str | None = None
 
 
+class StartupError(Exception):
+    """kube-node cannot start safely; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ClusterIdentity:
+    """What this kube-node tags its machines with, and where that came from."""
+
+    name: str
+    source: str
+
+
+def cluster_identity(client: KubeClient, configured: str | None) -> ClusterIdentity:
+    """``configured`` (--cluster-name), or else the uid of the kube-system namespace, which is unique per
+    cluster. Machines are tagged with it and orphan collection destroys untracked machines that carry it, so
+    two clusters with one identity in one cloud account would destroy each other's machines: when the uid
+    cannot be read this is a :class:`StartupError`, never a shared fallback."""
+    if configured:
+        return ClusterIdentity(configured, "from --cluster-name, KUBE_NODE_CLUSTER_NAME or cluster-name in --config")
+    try:
+        uid = client.get(NAMESPACES, "kube-system")["metadata"]["uid"]
+    except ApiError as error:
+        raise StartupError(_no_identity(f"{error.status} {error.reason}: {error.message}")) from None
+    except (urllib3.exceptions.HTTPError, OSError) as error:
+        raise StartupError(_no_identity(f"{type(error).__name__}: {error}")) from None
+    return ClusterIdentity(str(uid), "the uid of namespace kube-system; no --cluster-name given")
+
+
+def _no_identity(cause: str) -> str:
+    return (
+        f"cannot read namespace kube-system, whose uid is this cluster's identity by default ({cause}). kube-node "
+        "tags every machine it makes with its cluster's identity and destroys untracked machines carrying it, so "
+        "it will not start on a guess: let it read that namespace (RBAC: get on namespaces/kube-system), or pass "
+        "--cluster-name (KUBE_NODE_CLUSTER_NAME, cluster-name in --config) with a name that no other cluster "
+        "using the same cloud accounts has"
+    )
+
+
 def run(options: RunOptions) -> int:
-    """Run kube-node until SIGTERM or SIGINT (exit 0) or until it loses the leader Lease (exit 1)."""
+    """Run kube-node until SIGTERM or SIGINT (exit 0) or until it loses the leader Lease (exit 1); exit 1 at
+    once if it cannot start safely (see :class:`StartupError`)."""
     stop = threading.Event()
     lost = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    client = KubeClient.load(options.kubeconfig, options.context)
+    elector_identity = f"{options.pod_name or socket.gethostname()}_{uuid.uuid4()}"
+    # The identity in the User-Agent tells this process's requests apart in the API server's audit log; the
+    # field manager stays "kube-node" (the part before the "/"), the same across restarts.
+    client = KubeClient.load(
+        options.kubeconfig, options.context, user_agent=f"kube-node/{__version__} ({elector_identity})"
+    )
     client.request_timeout = options.api_request_timeout
+    try:
+        identity = cluster_identity(client, options.cluster)
+    except StartupError as error:
+        log.error("not starting: %s", error)
+        return 1
+    log.info(
+        "cluster identity %s (%s): machines are tagged with it, and only untracked machines carrying it are "
+        "collected as orphans",
+        identity.name,
+        identity.source,
+    )
     if options.install_crds:
         install_crds(client)
+    elector: LeaderElector | None = None
+    # The controllers' and the provider's client: fenced on the Lease when there is one (the elector, made
+    # below, is asked at each write).
+    acting = client
+    if options.leader_election.enabled:
+        acting = client.fenced(WriteFence(lambda: elector is not None and elector.is_leader()))
     manager = Manager(
-        client,
+        acting,
         ManagerSettings(
             node_controller=NodeControllerSettings(
-                cluster=options.cluster,
+                cluster=identity.name,
                 workers=options.workers,
                 orphan_grace=options.orphan_grace,
                 sweep_interval=options.sweep_interval,
@@ -112,7 +183,7 @@ def run(options: RunOptions) -> int:
         ),
     )
     pod = _OwnPod(client, options.pod_namespace, options.pod_name)
-    elector = _elector(client, options, manager, pod, stop, lost)
+    elector = _elector(client, options, elector_identity, manager, pod, stop, lost)
     if elector is not None:
         manager.node_controller.may_destroy = elector.is_leader  # asked again right before each orphan's destroy
     server: ProviderServer | None = None
@@ -151,7 +222,7 @@ def run(options: RunOptions) -> int:
         else:
             pod.set_leader(False)  # a restarted container keeps its pod's labels
             elector.start()
-        log.info("kube-node is running against %s (cluster %s)", client.host, options.cluster)
+        log.info("kube-node is running against %s (cluster identity %s)", client.host, identity.name)
         stop.wait()
     finally:
         stopping.set()
@@ -185,6 +256,7 @@ def _shut_down(
         log.warning("not releasing the leader Lease: work is still in flight; a standby takes over when it expires")
         pod.set_leader(False)
     elif elector is not None:  # nothing acts any more: the next leader may start
+        manager.recorder.flush()  # while still leading: after the release the fence drops them
         pod.set_leader(False)
         elector.release()
     manager.close()
@@ -195,6 +267,7 @@ def _shut_down(
 def _elector(  # noqa: PLR0917 - private, and each argument is named at its one call
     client: KubeClient,
     options: RunOptions,
+    identity: str,
     manager: Manager,
     pod: _OwnPod,
     stop: threading.Event,
@@ -216,7 +289,7 @@ def _elector(  # noqa: PLR0917 - private, and each argument is named at its one 
         client,
         LeaderElectionSettings(
             namespace=election.namespace or _own_namespace(options),
-            identity=f"{options.pod_name or socket.gethostname()}_{uuid.uuid4()}",
+            identity=identity,
             name=election.name,
             lease_duration=election.lease_duration,
             renew_deadline=election.renew_deadline,

@@ -87,8 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--context", default=_env_optional("CONTEXT"), help="kubeconfig context to use")
     run.add_argument(
         "--cluster-name",
-        default=_env("CLUSTER_NAME", _DEFAULT.cluster),
-        help=f"tag on every machine this kube-node makes, so it recognises its own (default {_DEFAULT.cluster})",
+        default=_env_optional("CLUSTER_NAME"),
+        help="this cluster's identity: the tag on every machine kube-node makes, so it recognises its own; "
+        "untracked machines with it are destroyed as orphans, so it must be unique among the clusters that share "
+        "a cloud account (default: the uid of the kube-system namespace, read at start-up, which needs get on "
+        "namespaces/kube-system; kube-node does not start if it can read neither)",
     )
     run.add_argument(
         "--simulator-dir",
@@ -311,7 +314,7 @@ def run_options(args: argparse.Namespace) -> _run.RunOptions:
     return _run.RunOptions(
         kubeconfig=args.kubeconfig,
         context=args.context,
-        cluster=args.cluster_name,
+        cluster=args.cluster_name or None,  # empty (e.g. `cluster-name:` in the file) is the default
         simulator_dir=args.simulator_dir,
         workers=args.workers,
         orphan_grace=args.orphan_grace_period,

@@ -30,13 +30,26 @@ SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 
 
+#: Every change, at Metadata level (no bodies), once its response is complete; nothing else.
+_AUDIT_POLICY: dict[str, Any] = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [
+        {"level": "Metadata", "verbs": ["create", "update", "patch", "delete", "deletecollection"]},
+        {"level": "None"},
+    ],
+}
+
+
 class ControlPlane:
     """etcd and kube-apiserver (and on request kube-scheduler and kube-controller-manager) on 127.0.0.1.
 
     Everything lives in ``workdir`` (a new temporary directory unless given): etcd's data, certificates,
     kubeconfigs and one log file per component. ``start()`` returns once the API server is ready;
     ``stop()`` stops the components in a safe order and leaves no process behind. Use it as a context
-    manager, or call ``stop()`` in a ``finally``.
+    manager, or call ``stop()`` in a ``finally``. With ``audit``, the API server writes every mutating
+    request (who, user agent, verb, object, response code, timestamps; no bodies) to ``audit_log``.
     """
 
     def __init__(
@@ -47,6 +60,7 @@ class ControlPlane:
         tied: bool = True,
         client_qps: int = 500,
         apiserver_flags: Sequence[str] = (),
+        audit: bool = False,
     ) -> None:
         """``apiserver_flags`` (``--name=value``) are added to kube-apiserver's, replacing a default flag of the
         same name (``--max-requests-inflight=4``, ``--watch-cache=false``)."""
@@ -56,6 +70,7 @@ class ControlPlane:
         self.binaries = binaries or find_binaries()
         self._tied = tied
         self._client_qps = client_qps
+        self._audit = audit
         self._etcd: Process | None = None
         self._apiserver: Process | None = None
         self._scheduler: Process | None = None
@@ -78,6 +93,17 @@ class ControlPlane:
     def logdir(self) -> Path:
         """Directory of the components' log files."""
         return self.workdir / "logs"
+
+    @property
+    def audit_log(self) -> Path:
+        """The API server's audit log (JSON lines), when started with ``audit``."""
+        return self.logdir / "audit.log"
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """Every event in the audit log so far, oldest first (ResponseComplete or Panic stage, Metadata level)."""
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line.strip()]
 
     @property
     def kubeconfig(self) -> Path:
@@ -372,6 +398,7 @@ class ControlPlane:
                 "--max-requests-inflight=2000",
                 "--max-mutating-requests-inflight=1000",
                 "--v=1",
+                *self._audit_flags(),
             ],
             self._apiserver_flags,
         )
@@ -390,6 +417,13 @@ class ControlPlane:
             process.kill()
         else:
             process.stop()
+
+    def _audit_flags(self) -> list[str]:
+        if not self._audit:
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(_AUDIT_POLICY))
+        return [f"--audit-policy-file={policy}", f"--audit-log-path={self.audit_log}", "--audit-log-format=json"]
 
     def _apiserver_ready(self) -> bool:
         try:

@@ -19,8 +19,12 @@ LABEL_NODECLASS: Final = f"{GROUP}/nodeclass"
 LABEL_NODESET: Final = f"{GROUP}/nodeset"
 #: Guarantees that deleting a Node destroys its machine first.
 FINALIZER_MACHINE: Final = f"{GROUP}/machine"
+#: On every NodeClass: kept while a Node labelled with the class or a NodeSet naming it remains, so that a
+#: NodeClass deleted while in use stays (Terminating) until its Nodes can no longer need it.
+FINALIZER_IN_USE: Final = f"{GROUP}/in-use"
 #: Kept on a Node until its kubelet reports Ready. The cluster-autoscaler treats every key under
-#: ``startup-taint.cluster-autoscaler.kubernetes.io/`` as transient (see design/ARCHITECTURE.md).
+#: ``startup-taint.cluster-autoscaler.kubernetes.io/`` as transient (a Node carrying it counts as starting, and
+#: the taint stays out of its templates), while an unknown taint on a Ready Node would be cached in them.
 TAINT_STARTUP: Final = "startup-taint.cluster-autoscaler.kubernetes.io/kube-node"
 #: Set by the autoscaler provider (or a person) to ask the NodeSetController to remove this Node first.
 ANNOTATION_DELETE_REQUESTED: Final = f"{GROUP}/delete-requested"

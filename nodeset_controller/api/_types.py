@@ -95,6 +95,8 @@ class NodeClassStatus:
     """What kube-node last observed about a NodeClass."""
 
     observed_generation: int | None = None
+    nodes: int | None = None  #: how many Nodes are labelled with the class
+    node_sets: int | None = None  #: how many NodeSets name the class
     conditions: list[Condition] = field(default_factory=list)
 
 

@@ -35,6 +35,7 @@ from ..providers import (
     bound_pods_informer,
 )
 from ._node_controller import NodeController, NodeControllerSettings
+from ._nodeclass_controller import NodeClassController, NodeClassControllerSettings
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
 from ._pending_pods import PendingPodAutoscaler, PendingPodAutoscalerSettings
 from ._scheduling import PendingPod
@@ -48,6 +49,7 @@ class ManagerSettings:
 
     node_controller: NodeControllerSettings = field(default_factory=NodeControllerSettings)
     nodeset_controller: NodeSetControllerSettings = field(default_factory=NodeSetControllerSettings)
+    nodeclass_controller: NodeClassControllerSettings = field(default_factory=NodeClassControllerSettings)
     autoscaler: PendingPodAutoscalerSettings = field(default_factory=PendingPodAutoscalerSettings)
     simulator_dir: Path | None = None  #: run the simulator provider, keeping its machines here
     kubelet_lease_interval: float = 10.0  #: how often simulated kubelets renew their Lease
@@ -124,6 +126,15 @@ class Manager:
             self.recorder,
             settings=self.settings.nodeset_controller,
         )
+        self.nodeclass_controller = NodeClassController(
+            client,
+            self.nodeclasses,
+            self.nodes,
+            self.nodesets,
+            self.providers,
+            self.recorder,
+            settings=self.settings.nodeclass_controller,
+        )
         self.autoscaler = PendingPodAutoscaler(
             client,
             self.pending,
@@ -154,11 +165,13 @@ class Manager:
         return all(informer.synced for informer in self.informers)
 
     def start_controllers(self) -> None:
-        """Start acting: the simulated kubelets (if any), the controllers and the pending-pod autoscaler."""
+        """Start acting: the simulated kubelets (if any), the controllers (Node, NodeSet, NodeClass) and the
+        pending-pod autoscaler."""
         if self.kubelets is not None:
             self.kubelets.start()
         self._threads += self.node_controller.start(self.stop_event)
         self._threads += self.nodeset_controller.start(self.stop_event)
+        self._threads += self.nodeclass_controller.start(self.stop_event)
         self._threads.append(self.autoscaler.start(self.stop_event))
         log.info("kube-node running: %d managed Nodes, %d NodeClasses", len(self.nodes), len(self.nodeclasses))
 

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -36,14 +34,13 @@ from ..api import (
     ANNOTATION_MACHINE_ERROR_CODE,
     ANNOTATION_MACHINE_ID,
     ANNOTATION_MACHINE_PHASE,
-    API_VERSION,
     FINALIZER_MACHINE,
     LABEL_NODECLASS,
-    NODECLASS_KIND,
     TAINT_STARTUP,
     NodeClass,
     provider_id,
 )
+from ..failpoints import AFTER_MACHINE_CREATE, AFTER_MACHINE_DESTROY, failpoint
 from ..kube import (
     NODES,
     ApiError,
@@ -52,6 +49,7 @@ from ..kube import (
     Informer,
     KubeClient,
     NodeRecord,
+    NotLeaderError,
     ObjectReference,
     Result,
     WorkQueue,
@@ -71,10 +69,6 @@ from ..providers import (
 )
 
 log = logging.getLogger(__name__)
-
-#: Set to "kill" to SIGKILL this process right after a machine create returns, before it is recorded
-#: (the crash-safety test uses it; nothing else should).
-FAILPOINT_ENV = "KUBE_NODE_FAILPOINT_AFTER_MACHINE_CREATE"
 
 
 class Phase:
@@ -186,6 +180,10 @@ class NodeController:
             return None  # the write brings the Node back through the watch
         nodeclass = self._nodeclasses.get(node.labels[LABEL_NODECLASS])
         if nodeclass is None:
+            if ANNOTATION_MACHINE_ID in node.annotations or node.uid in self._unrecorded:
+                # Its machine exists: a NodeClass deleted and created again must not fail (and replace) the Node.
+                self._event(node, "Warning", "NodeClassNotFound", "its NodeClass does not exist; machine kept")
+                return None
             self._record_problem(
                 node, "NodeClassNotFound", f"NodeClass {node.labels[LABEL_NODECLASS]} does not exist; no machine"
             )
@@ -234,9 +232,7 @@ class NodeController:
                 code=error.code,
             )
             return Result(backoff=True) if error.retryable else None
-        if os.environ.get(FAILPOINT_ENV) == "kill":
-            log.warning("failpoint %s: killing this process before recording machine %s", FAILPOINT_ENV, machine.name)
-            os.kill(os.getpid(), signal.SIGKILL)
+        failpoint(AFTER_MACHINE_CREATE)
         created = f"created machine {machine.name} ({machine.id}) from NodeClass {nodeclass.metadata.name}"
         if machine.state is MachineState.RUNNING and node.ready is not True and not _has_error(node):
             # Up already (a fast cloud, or the simulator without boot delay): its kubelet is about to report
@@ -335,6 +331,7 @@ class NodeController:
                 code=error.code,
             )
             return Result(backoff=True)
+        failpoint(AFTER_MACHINE_DESTROY)
         self._event(node, "Normal", "MachineDestroyed", f"destroyed machine {name}")
         self._remove_finalizer(node)
         return None
@@ -463,6 +460,8 @@ class NodeController:
         while not stop.wait(self.settings.sweep_interval):
             try:
                 self.sweep()
+            except NotLeaderError as error:  # the fence has said so; the process is about to stop
+                log.debug("machine sweep stopped: %s", error)
             except Exception:
                 log.exception("machine sweep failed")
 
@@ -567,7 +566,7 @@ class NodeController:
             self.orphans_destroyed += 1
             self._first_seen.pop(machine.name, None)
             self._recorder.event(
-                _nodeclass_ref(nodeclass),
+                ObjectReference.to(nodeclass),
                 "Normal",
                 "OrphanMachineDestroyed",
                 f"destroyed machine {machine.name} ({machine.id}): no Node {machine.node_name} owns it",
@@ -645,12 +644,6 @@ class NodeController:
         else:
             nodes = [node for node in (self._nodes.get(machine.node_name or ""),) if node is not None]
         return next((node for node in nodes if machine_name(node.name, node.uid) == machine.name), None)
-
-
-def _nodeclass_ref(nodeclass: NodeClass) -> ObjectReference:
-    return ObjectReference(
-        NODECLASS_KIND, nodeclass.metadata.name, nodeclass.metadata.uid or "", api_version=API_VERSION
-    )
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from ..api import (
     nodeset_selector,
     provider_id,
 )
+from ..failpoints import MID_DRAIN, failpoint
 from ..kube import (
     NODES,
     NODESETS,
@@ -86,7 +87,6 @@ log = logging.getLogger(__name__)
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 _DRAIN_POLL = 1.0
-_MAX_CREATE_BATCH = 128
 #: How long a Node create of unknown outcome is counted as made: past the API server's request timeout (60 s),
 #: after which a request it received can no longer land.
 _UNKNOWN_CREATE_LAPSE = 90.0
@@ -117,6 +117,7 @@ class NodeSetControllerSettings:
     max_creates_per_reconcile: int = 500  #: Node creations per reconcile of one NodeSet; the rest on a requeue
     #: How long a Node create of unknown outcome (a broken connection, a 5xx) is sent again, by the same name.
     create_retry_timeout: float = 30.0
+    max_create_batch: int = 128  #: the most Node manifests built (and created in parallel) at once
 
 
 class NodeSetController:
@@ -259,6 +260,13 @@ class NodeSetController:
 
         if requested - {n.name for n in members}:
             prune_requested(self._client, nodeset, {n.name for n in members})
+        # Nodes the autoscaler named go whatever replicas says by now: the write that named them gave their
+        # replicas back, and a rise since (an IncreaseSize, a kubectl scale) asks for new Nodes, not for these
+        # to stay (they would stay forever, reported as deleting, with no new Node made for the rise).
+        for node in (n for n in active if n.name in requested):
+            self._start_removal(nodeset, node, "ScaleDown", "the cluster-autoscaler asked for this Node by name")
+            requeue = _DRAIN_POLL
+        active = [n for n in active if n.name not in requested]
 
         nodeclass = self._nodeclasses.get(nodeset.spec.node_class_name)
         desired = nodeset.spec.replicas
@@ -295,7 +303,7 @@ class NodeSetController:
         created = 0
         batch = 1
         while created < count:
-            size = min(batch, count - created, _MAX_CREATE_BATCH)
+            size = min(batch, count - created, self.settings.max_create_batch)
             bodies = [self._node_manifest(nodeset, nodeclass) for _ in range(size)]
             for body in bodies:
                 self.expectations.expect_creation(name, body["metadata"]["name"])
@@ -535,6 +543,7 @@ class NodeSetController:
             return False
         started = parse_time(node.annotations.get(ANNOTATION_DRAIN_STARTED)) or now
         step = self._drainer.step(node, nodeset.spec.drain.pod_grace_period_seconds)
+        failpoint(MID_DRAIN)
         if step.done:
             self._event_node(node, "Normal", "Drained", "all pods evicted; deleting the Node")
             self._delete_node(nodeset, node, what)
@@ -725,8 +734,7 @@ class NodeSetController:
     # -- events ------------------------------------------------------------------------------------------
 
     def _event_nodeset(self, nodeset: NodeSet, type_: EventType, reason: str, message: str) -> None:
-        ref = ObjectReference(NODESET_KIND, nodeset.metadata.name, nodeset.metadata.uid or "", api_version=API_VERSION)
-        self._recorder.event(ref, type_, reason, message)
+        self._recorder.event(ObjectReference.to(nodeset), type_, reason, message)
 
     def _event_node(self, node: NodeRecord, type_: EventType, reason: str, message: str) -> None:
         self._recorder.event(ObjectReference("Node", node.name, node.uid), type_, reason, message)

@@ -37,8 +37,10 @@ from ..kube import (
     Informer,
     KubeClient,
     NodeRecord,
+    NotLeaderError,
     ObjectReference,
     PodRecord,
+    QuantityError,
     Resource,
     Taint,
     resource_list,
@@ -66,6 +68,9 @@ _CONTROLLER = "pending-pod-autoscaler"
 KUBE_NODE_MODE = "KubeNode"
 #: The NodeSet condition this autoscaler owns: whether something holds its scale-up back.
 LIMITED = "ScalingLimited"
+#: The reason (of that condition and of a Warning Event) when the NodeSet's class has a capacity no Node could
+#: have: that NodeSet is left alone, and every other one keeps scaling.
+INVALID_NODECLASS = "InvalidNodeClass"
 PDBS = Resource("policy", "v1", "poddisruptionbudgets", namespaced=True)
 EXPANDERS = ("least-waste", "priority", "price")
 #: least-waste treats options whose waste is this close to the least as equally good, and then prefers fewer Nodes.
@@ -132,6 +137,7 @@ class PendingPodAutoscaler:
         self._consolidating: dict[str, float] = {}  # Node -> when its removal was asked for
         self._scaled_up_at: dict[str, float] = {}  # NodeSet -> when this autoscaler last raised it
         self._backoff_until: dict[str, float] = {}
+        self._invalid: dict[str, str] = {}  # NodeSet -> why its NodeClass cannot be simulated (Warning sent)
         self.decisions: list[tuple[float, str, int, int]] = []  #: (time, NodeSet, from, to), for tests/benchmarks
         pending.add_handler(self._on_pending)
 
@@ -156,6 +162,9 @@ class PendingPodAutoscaler:
                 started, result = time.monotonic(), "success"
                 try:
                     self.run_once()
+                except NotLeaderError as error:  # the fence has said so; the process is about to stop
+                    result = "conflict"
+                    log.debug("pending-pod autoscaler round stopped: %s", error)
                 except Exception:
                     result = "error"
                     log.exception("pending-pod autoscaler round failed")
@@ -195,6 +204,8 @@ class PendingPodAutoscaler:
             if nodeclass is None:
                 continue
             candidate = self._candidate(nodeset, nodeclass, cluster_room)
+            if candidate is None:
+                continue
             backing_off = self._backing_off(nodeset, now)
             existing.extend((candidate, shape) for shape in self._room_in(candidate, ready_only=backing_off))
             if backing_off:
@@ -257,8 +268,11 @@ class PendingPodAutoscaler:
             self._explain(pod, candidates)
         return decided
 
-    def _candidate(self, nodeset: NodeSet, nodeclass: NodeClass, cluster_room: int) -> _Candidate:
-        capacity = node_allocatable_units(nodeclass)
+    def _candidate(self, nodeset: NodeSet, nodeclass: NodeClass, cluster_room: int) -> _Candidate | None:
+        """The NodeSet as an option for new Nodes; None when its class's capacity cannot be read."""
+        capacity = self._capacity(nodeset, nodeclass)
+        if capacity is None:
+            return None
         overhead = self._daemonset_overhead(nodeset)
         for name, value in overhead.items():
             capacity[name] = capacity.get(name, 0) - value
@@ -272,6 +286,25 @@ class PendingPodAutoscaler:
             node_taints(nodeset, nodeclass),
             room,
         )
+
+    def _capacity(self, nodeset: NodeSet, nodeclass: NodeClass) -> dict[str, int] | None:
+        """One new Node's capacity, or None when the class's capacity is not something a Node could have: a
+        value Kubernetes refuses or caps (its schema checks the form only loosely). Then this NodeSet alone is
+        skipped, with one Warning Event while the problem lasts and the ScalingLimited condition saying why."""
+        name = nodeset.metadata.name
+        try:
+            capacity = node_allocatable_units(nodeclass, self._nodes.by_index("nodeclass", nodeclass.metadata.name))
+        except QuantityError as error:
+            problem = (
+                f"NodeClass {nodeclass.metadata.name}: spec.capacity.{error}; this NodeSet is not scaled up "
+                "until the NodeClass is fixed"
+            )
+            if self._invalid.get(name) != problem:
+                self._invalid[name] = problem
+                self._event(nodeset, "Warning", INVALID_NODECLASS, problem)
+            return None
+        self._invalid.pop(name, None)
+        return capacity
 
     def _members(self, nodeset: NodeSet) -> list[NodeRecord]:
         requested = requested_nodes(nodeset)
@@ -400,7 +433,9 @@ class PendingPodAutoscaler:
                 why = "at maxReplicas, the cluster cap, or backing off after quota failures"
             if why is not None:
                 reasons.append(f"NodeSet {name}: {why}")
-        if not candidates:
+        offered = {c.nodeset.metadata.name for c in candidates}
+        reasons.extend(f"NodeSet {name}: {problem}" for name, problem in self._invalid.items() if name not in offered)
+        if not candidates and not reasons:
             reasons.append("no NodeSet has autoscaling.mode KubeNode and an existing NodeClass")
         if not reasons:
             return  # it fits somewhere: the scheduler will place it once the Nodes are Ready
@@ -466,6 +501,8 @@ class PendingPodAutoscaler:
             ):
                 continue
             candidate = self._candidate(nodeset, nodeclass, 10**9)
+            if candidate is None:
+                continue
             ready = [n for n in self._members(nodeset) if is_ready(n) and not n.unschedulable]
             for node in ready:
                 seen.add(node.name)
@@ -549,8 +586,11 @@ class PendingPodAutoscaler:
         cap = self.settings.max_total_nodes
         for nodeset in sets:
             spec = nodeset.spec
-            if self._nodeclasses.get(spec.node_class_name) is None:
+            nodeclass = self._nodeclasses.get(spec.node_class_name)
+            if nodeclass is None:
                 values = ("True", "NodeClassNotFound", f"NodeClass {spec.node_class_name} does not exist")
+            elif self._capacity(nodeset, nodeclass) is None:
+                values = ("True", INVALID_NODECLASS, self._invalid[nodeset.metadata.name])
             elif spec.max_replicas is not None and spec.replicas >= spec.max_replicas:
                 values = ("True", "AtMaxReplicas", f"replicas is at maxReplicas {spec.max_replicas}")
             elif now < self._backoff_until.get(nodeset.metadata.name, 0.0):
@@ -579,10 +619,7 @@ class PendingPodAutoscaler:
     # -- events ------------------------------------------------------------------------------------------
 
     def _event(self, nodeset: NodeSet, type_: EventType, reason: str, message: str) -> None:
-        ref = ObjectReference(
-            "NodeSet", nodeset.metadata.name, nodeset.metadata.uid or "", api_version="kube-node.io/v1alpha1"
-        )
-        self._recorder.event(ref, type_, reason, message)
+        self._recorder.event(ObjectReference.to(nodeset), type_, reason, message)
 
     def _pod_event(self, pod: PendingPod, type_: EventType, reason: str, message: str) -> None:
         self._recorder.event(ObjectReference("Pod", pod.name, pod.uid, namespace=pod.namespace), type_, reason, message)

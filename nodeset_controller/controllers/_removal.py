@@ -11,7 +11,7 @@ that are gone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..api import ANNOTATION_DELETE_REQUESTED_NODES, NodeSet
 from ..kube import NODESETS, ApiError, KubeClient
@@ -21,6 +21,14 @@ _MAX_ATTEMPTS = 20
 
 class RemovalConflictError(RuntimeError):
     """The NodeSet kept changing under the request; nothing was written."""
+
+
+class RemovalOfGoneNodesError(RuntimeError):
+    """Some Nodes to be named are no longer Nodes of the set; nothing was written."""
+
+    def __init__(self, nodeset: str, names: list[str]) -> None:
+        super().__init__(f"NodeSet {nodeset}: {', '.join(names)} no longer exist; nothing was recorded")
+        self.names = names
 
 
 def requested_nodes(nodeset: NodeSet) -> set[str]:
@@ -33,9 +41,17 @@ def parse_names(value: str) -> set[str]:
     return {name for name in value.split(",") if name}
 
 
-def request_removal(client: KubeClient, nodeset: str, names: Iterable[str]) -> int:
+def request_removal(
+    client: KubeClient, nodeset: str, names: Iterable[str], present: Callable[[str], bool] = lambda _: True
+) -> int:
     """Record the removal of ``names`` and lower replicas by the number newly recorded, in one write with the
-    NodeSet's resourceVersion (retried on conflict). Returns how many names were new (0 for a repeat)."""
+    NodeSet's resourceVersion (retried on conflict). Returns how many names were new (0 for a repeat).
+
+    ``present`` says whether a name is still a Node of the set, from the cache the NodeSetController prunes by;
+    it is asked after each read of the NodeSet, about the names that read does not list. A name pruned because
+    its Node went looks new again, and recording it would lower replicas a second time for the same Node, so
+    a repeat that arrives after the prune raises RemovalOfGoneNodesError instead. Asked after the read, the
+    answer cannot be older than the prune: the cache lost the Node before the prune was written."""
     wanted = set(names)
     for _ in range(_MAX_ATTEMPTS):
         current = client.get(NODESETS, nodeset)
@@ -44,6 +60,9 @@ def request_removal(client: KubeClient, nodeset: str, names: Iterable[str]) -> i
         new = wanted - listed
         if not new:
             return 0
+        gone = sorted(name for name in new if not present(name))
+        if gone:
+            raise RemovalOfGoneNodesError(nodeset, gone)
         replicas = max(0, int(current["spec"].get("replicas", 0)) - len(new))
         patch = {
             "metadata": {

@@ -19,6 +19,7 @@ from ._client import (
     Resource,
 )
 from ._events import EventRecorder, EventType, ObjectReference
+from ._fence import NotLeaderError, WriteFence
 from ._informer import DEFAULT_WATCH_IDLE_TIMEOUT, Informer, object_key, wait_for_sync, watch_timeout_for
 from ._install import install_crds
 from ._leader import LeaderElectionSettings, LeaderElector, LeaderState
@@ -62,6 +63,7 @@ __all__ = [
     "LeaderElector",
     "LeaderState",
     "NodeRecord",
+    "NotLeaderError",
     "ObjectReference",
     "PodRecord",
     "QuantityError",
@@ -70,6 +72,7 @@ __all__ = [
     "Result",
     "Taint",
     "WorkQueue",
+    "WriteFence",
     "effective_requests",
     "install_crds",
     "nodeclass_from_json",

@@ -2,7 +2,8 @@
 
 Events are core/v1 Events, in the object's namespace, or ``default`` for cluster-scoped objects (where the
 kubelet puts a Node's). They are sent from
-a background thread so a reconcile never waits on them, and a repeat of the same reason and message for the
+a background thread so a reconcile never waits on them (through a fenced client, one still queued when the
+process stops leading is dropped), and a repeat of the same reason and message for the
 same object within ten minutes bumps the existing Event's count instead of creating another, as client-go's
 recorder does.
 """
@@ -17,7 +18,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
+from ..api import API_VERSION, NodeClass, NodeSet
 from ._client import ApiError, KubeClient, Resource
+from ._fence import NotLeaderError
 from ._records import now_rfc3339
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,11 @@ class ObjectReference:
     uid: str
     api_version: str = "v1"
     namespace: str | None = None
+
+    @classmethod
+    def to(cls, resource: NodeClass | NodeSet) -> ObjectReference:
+        """The reference to one of kube-node's own (cluster-scoped) objects."""
+        return cls(resource.KIND, resource.metadata.name, resource.metadata.uid or "", api_version=API_VERSION)
 
 
 @dataclass
@@ -94,6 +102,8 @@ class EventRecorder:
                 if item is None:
                     return
                 self._send(*item)
+            except NotLeaderError:  # fenced like every write: a deposed leader records nothing more
+                log.debug("not recording event %s: not the leader now", item)
             except ApiError as error:  # e.g. its namespace is being deleted: the Event is lost, nothing else
                 log.info("could not record event %s: %s", item, error)
             except Exception:

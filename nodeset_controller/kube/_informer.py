@@ -1,8 +1,8 @@
 """A watch-fed cache of slim records: list, then watch with bookmarks, re-list when the watch expires.
 
 Each object the API server sends is turned into a small record by a ``transform`` function as it arrives,
-so the cache never holds whole objects (see design/FACTS.md: at thousands of Nodes and tens of thousands of
-pods only slim records fit). Indexes answer the questions readers ask (by providerID, by NodeSet, ...).
+so the cache never holds whole objects (a Node is about 12 KB of JSON: at thousands of Nodes and tens of
+thousands of pods only slim records fit). Indexes answer the questions readers ask (by providerID, by NodeSet, ...).
 Handlers are called with (old, new) records on every change, from the informer's own thread; they should
 only enqueue work.
 """

@@ -6,7 +6,10 @@
   been seen unchanged for its whole leaseDuration, so clock skew between machines does not matter.
 - A leader that cannot renew for ``renew_deadline`` (shorter than the lease duration) stops leading, so it
   has stopped acting before anyone else may take over. ``is_leader`` turns false at that deadline even if
-  the renewing thread is stuck in a request.
+  the renewing thread is stuck in a request, or the whole process was frozen (SIGSTOP, a machine suspended):
+  the deadline counts from the moment the last successful renewal was *sent* (the server cannot have applied
+  it earlier, so no standby can have seen it earlier), on a clock that never jumps and keeps counting while
+  the process or the machine sleeps (CLOCK_BOOTTIME on Linux, else the monotonic clock).
 - ``release`` empties the holder, so a standby takes over at its next try instead of waiting out the lease.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import datetime
 import enum
 import logging
+import math
 import random
 import threading
 import time
@@ -57,6 +61,22 @@ class LeaderState(enum.StrEnum):
     STOPPED = "stopped"  #: lost or released the Lease; it does not try again
 
 
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+
+
+def _clock() -> float:
+    """Seconds on a clock that never goes back and counts the time this process was stopped or the machine
+    suspended: CLOCK_BOOTTIME on Linux (CLOCK_MONOTONIC stops while the machine sleeps), else the monotonic
+    clock."""
+    return time.clock_gettime(_BOOTTIME) if _BOOTTIME is not None else time.monotonic()
+
+
+def _whole_seconds(duration: float) -> int:
+    """The Lease's leaseDurationSeconds (an integer): rounded up, so a standby never waits less than this
+    leader counts on (rounded to nearest, a 2.5 s duration would become 2 s, under a 2.2 s renew deadline)."""
+    return math.ceil(duration)
+
+
 def _micro_time(moment: float) -> str:
     return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -79,9 +99,9 @@ class LeaderElector:
         self._on_stopped = on_stopped_leading
         self._lock = threading.Lock()
         self._state = LeaderState.STANDBY
-        self._renewed_at = 0.0  # monotonic time of the last successful acquire or renew
+        self._renewed_at = 0.0  # _clock() when the last successful acquire or renew was sent
         self._observed: JSON | None = None  # the Lease spec as last seen
-        self._observed_at = 0.0  # monotonic time it last changed
+        self._observed_at = 0.0  # _clock() when it last changed
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="leader-election", daemon=True)
         self.holder: str | None = None  #: who holds the Lease, as last seen
@@ -93,12 +113,10 @@ class LeaderElector:
             return self._state
 
     def is_leader(self) -> bool:
-        """True while this process holds the Lease and renewed it less than ``renew_deadline`` ago."""
+        """True while this process holds the Lease and sent its last successful renewal less than
+        ``renew_deadline`` ago, by its own clock: false at once after a freeze longer than that."""
         with self._lock:
-            return (
-                self._state is LeaderState.LEADING
-                and time.monotonic() - self._renewed_at < self.settings.renew_deadline
-            )
+            return self._state is LeaderState.LEADING and _clock() - self._renewed_at < self.settings.renew_deadline
 
     def start(self) -> None:
         """Campaign in the background."""
@@ -169,7 +187,7 @@ class LeaderElector:
             if self.holder not in (None, settings.identity):
                 break  # another process holds it: this one was cut off for longer than the lease
             with self._lock:
-                lost = time.monotonic() - self._renewed_at >= settings.renew_deadline
+                lost = _clock() - self._renewed_at >= settings.renew_deadline
             if lost:
                 break
         else:
@@ -190,32 +208,34 @@ class LeaderElector:
         settings = self.settings
         with self._lock:
             # Never wait longer than the renew deadline leaves: a hung request must not hide a loss.
-            budget = settings.renew_deadline - (time.monotonic() - self._renewed_at)
+            budget = settings.renew_deadline - (_clock() - self._renewed_at)
         timeout = max(0.5, min(settings.retry_period * 2, budget if self._state is LeaderState.LEADING else 5.0))
         now = time.time()
         try:
             lease = self._get(timeout)
             if lease is None:
+                sent = _clock()
                 self._create(now, timeout)
-                return self._acquired(None)
+                return self._acquired(None, sent)
             spec: dict[str, Any] = lease.get("spec") or {}
             if spec != self._observed:
-                self._observed, self._observed_at = spec, time.monotonic()
+                self._observed, self._observed_at = spec, _clock()
             holder = spec.get("holderIdentity") or None
             self.holder = holder
             duration = float(spec.get("leaseDurationSeconds") or settings.lease_duration)
-            if holder not in (None, settings.identity) and time.monotonic() - self._observed_at < duration:
+            if holder not in (None, settings.identity) and _clock() - self._observed_at < duration:
                 return False  # held by another and not yet expired
             transitions = int(spec.get("leaseTransitions") or 0)
             if holder != settings.identity:
                 spec = {"acquireTime": _micro_time(now), "leaseTransitions": transitions + 1}
             lease["spec"] = spec | {
                 "holderIdentity": settings.identity,
-                "leaseDurationSeconds": round(settings.lease_duration),
+                "leaseDurationSeconds": _whole_seconds(settings.lease_duration),
                 "renewTime": _micro_time(now),
             }
+            sent = _clock()
             self._replace(lease, timeout)
-            return self._acquired(holder)
+            return self._acquired(holder, sent)
         except ApiError as error:
             if not error.conflict and not error.already_exists:
                 log.warning("leader election: %s", error)
@@ -224,9 +244,12 @@ class LeaderElector:
             log.warning("leader election: cannot reach the API server: %s", error)
             return False
 
-    def _acquired(self, previous: str | None) -> bool:
+    def _acquired(self, previous: str | None, sent: float) -> bool:
+        # Counted from when the write was sent, not from its answer: a standby may have seen it applied at
+        # any moment after it was sent, and waits a lease duration from then. From the answer, a slow answer
+        # would stretch this leader's time past the standby's (by up to the request timeout).
         with self._lock:
-            self._renewed_at = time.monotonic()
+            self._renewed_at = sent
         if previous != self.settings.identity:
             log.info("acquired Lease %s/%s (previous holder %s)", self.settings.namespace, self.settings.name, previous)
         self.holder = self.settings.identity
@@ -249,7 +272,7 @@ class LeaderElector:
             "metadata": {"name": self.settings.name, "namespace": self.settings.namespace},
             "spec": {
                 "holderIdentity": self.settings.identity,
-                "leaseDurationSeconds": round(self.settings.lease_duration),
+                "leaseDurationSeconds": _whole_seconds(self.settings.lease_duration),
                 "acquireTime": _micro_time(now),
                 "renewTime": _micro_time(now),
                 "leaseTransitions": 0,
@@ -264,4 +287,4 @@ class LeaderElector:
             body=lease,
             timeout=timeout,
         )
-        self._observed, self._observed_at = updated.get("spec") or {}, time.monotonic()
+        self._observed, self._observed_at = updated.get("spec") or {}, _clock()

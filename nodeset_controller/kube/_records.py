@@ -1,6 +1,6 @@
 """Slim records of the objects kube-node caches: only what its decisions read.
 
-A Node from the API server is about 12 KB of JSON (see design/FACTS.md); its NodeRecord keeps the fields
+A Node from the API server is about 12 KB of JSON; its NodeRecord keeps the fields
 below, and of the annotations only kube-node's own.
 """
 
@@ -69,6 +69,7 @@ class NodeRecord:
     #: every condition as (type, status, lastTransitionTime in seconds since the epoch or None)
     conditions: tuple[tuple[str, str, float | None], ...] = ()
     allocatable: dict[str, str] = field(default_factory=dict)
+    capacity: dict[str, str] = field(default_factory=dict)
     #: the uid of the NodeSet that owns it (its controller ownerReference, which the NodeSet wrote), if any
     owner_uid: str = ""
 
@@ -104,6 +105,7 @@ class NodeRecord:
             ready_changed=ready_changed,
             conditions=conditions,
             allocatable=dict(status.get("allocatable") or {}),
+            capacity=dict(status.get("capacity") or {}),
             owner_uid=next(
                 (
                     o.get("uid", "")

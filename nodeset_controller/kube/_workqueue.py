@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from .. import metrics
 from ._client import ApiError
+from ._fence import NotLeaderError
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,8 @@ def run_workers(queue: WorkQueue, reconcile: Reconcile, workers: int, stop: thre
     """Start ``workers`` threads that take keys from ``queue`` and reconcile them until ``stop`` is set.
 
     A reconcile that raises is retried with the key's backoff; one that returns normally is forgotten by
-    the rate limiter and requeued after ``requeue_after`` when it asks.
+    the rate limiter and requeued after ``requeue_after`` when it asks. One refused by the write fence
+    (NotLeaderError) is retried like a conflict, quietly: the fence has said so once already.
     """
 
     def work() -> None:
@@ -181,6 +183,10 @@ def run_workers(queue: WorkQueue, reconcile: Reconcile, workers: int, stop: thre
             try:
                 result = reconcile(key)
                 outcome = "requeue" if result is not None and (result.backoff or result.requeue_after) else "success"
+            except NotLeaderError as error:
+                delay = queue.add_rate_limited(key)
+                outcome = "conflict"
+                log.debug("%s: %s: %s; again in %.1f s", queue.name, key, error, delay)
             except ApiError as error:
                 delay = queue.add_rate_limited(key)
                 outcome = "conflict" if error.conflict else "error"

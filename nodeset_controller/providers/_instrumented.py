@@ -49,3 +49,7 @@ class InstrumentedProvider:
     def destroy(self, name: str, machine_id: str | None = None) -> None:
         """Destroy the machine, counted as ``destroy``."""
         self._call("destroy", lambda: self.inner.destroy(name, machine_id))
+
+    def validate(self) -> str:
+        """Check the NodeClass against the provider, counted as ``validate``."""
+        return self._call("validate", self.inner.validate)

@@ -240,6 +240,42 @@ class LibcloudProvider:
                 )
             _log.info("%s destroying machine %s (id %s)", self._provider, name, node.id)
 
+    def validate(self) -> str:
+        """Resolve the NodeClass against the provider without making anything: the driver is built from the
+        credentials, the extraCreateArgs are checked against create_node's signature and the user data's
+        keyword, and the location, size and image are looked up afresh (list_locations, list_sizes, the image
+        lookup: authenticated calls on most drivers, so rejected credentials show here too), then remembered for
+        this thread's creates. Returns what they resolved to."""
+        nc = self._nodeclass.spec
+        size, image, where = nc.size, nc.image, nc.location
+        if not size or not image:
+            raise ProviderError(
+                f"{self._provider}: NodeClass {self._nodeclass.metadata.name} must set size and image",
+                error_class=ErrorClass.INVALID_CONFIGURATION,
+                code="INVALID_NODECLASS",
+            )
+        driver = self._driver()
+        extra = self._extra_args(driver)
+        # Where the user data would go, and that extraCreateArgs does not set it too (on copies: nothing is kept).
+        self._dialect.add_user_data({}, dict(extra), nc.user_data or "", driver, self._provider)
+        resolved: dict[tuple[str, str], Any] = self._local.resolved
+        parts = []
+        location = None
+        if where:
+            if self._dialect.location_kwarg is not None:
+                if self._dialect.location_kwarg in extra:
+                    raise _conflict(self._provider, self._dialect.location_kwarg, "location")
+                parts.append(f"location {where}")
+            else:
+                location = self._find_location(driver, where)
+                resolved[("location", where)] = location
+                parts.append(f"location {_described(location)}")
+        found_size = self._find_size(driver, size, location)
+        resolved[("size", size)] = found_size
+        found_image = self._find_image(driver, image)
+        resolved[("image", image)] = found_image
+        return ", ".join([f"size {_described(found_size)}", f"image {_described(found_image)}", *parts])
+
     # -- drivers ---------------------------------------------------------------------------------------
 
     def _driver(self) -> Any:
@@ -1078,6 +1114,14 @@ def _pick(items: list[Any], wanted: str, *, provider: str, what: str) -> Any | N
         if (getattr(item, "extra", None) or {}).get("slug") == wanted:
             return item
     return None
+
+
+def _described(item: Any) -> str:
+    """A size, image or location as people know it: its name, and its id when that differs."""
+    name, id_ = str(getattr(item, "name", "") or ""), str(getattr(item, "id", "") or "")
+    if not name or name == id_:
+        return id_ or name
+    return f"{name} ({id_})" if id_ else name
 
 
 def _parameters(function: Any) -> dict[str, inspect.Parameter]:

@@ -127,6 +127,13 @@ class MachineProvider(Protocol):
         gone. Raises ProviderError."""
         ...
 
+    def validate(self) -> str:
+        """Check, without making anything, that machines can be made from the NodeClass: the credentials work
+        and its size, image and location resolve. A few cheap read calls; the NodeClassController calls it
+        once per generation and then on a timer. Returns what they resolved to, for people; raises
+        ProviderError."""
+        ...
+
 
 def machine_name(node_name: str, node_uid: str) -> str:
     """The machine name for a Node: its name and the start of its uid, so a Node deleted and created again

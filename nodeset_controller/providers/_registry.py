@@ -11,9 +11,9 @@ from collections.abc import Callable
 from typing import Any
 
 from ..api import NodeClass
-from ..kube import SECRETS, ApiError, KubeClient
+from ..kube import SECRETS, ApiError, KubeClient, WriteFence
 from ._instrumented import InstrumentedProvider
-from ._machine import ErrorClass, MachineProvider, ProviderError
+from ._machine import ErrorClass, Machine, MachineProvider, MachineSpec, ProviderError
 from ._simulator import SimulatorCloud, SimulatorProvider
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,10 @@ LibcloudFactory = Callable[[NodeClass, dict[str, str], str], MachineProvider]
 
 
 class ProviderRegistry:
-    """Builds and caches one provider per NodeClass generation."""
+    """Builds and caches one provider per NodeClass generation (the NodeClass's uid and generation: metadata
+    and status writes leave it, a spec change or a NodeClass deleted and created again makes a new one). If
+    ``client`` is fenced (a leader-elected process), every machine create and destroy is put to the same fence
+    first: none starts unless the process leads at that moment."""
 
     def __init__(
         self,
@@ -46,13 +49,17 @@ class ProviderRegistry:
         """The provider for ``nodeclass``. Raises ProviderError (InvalidConfiguration) when it cannot be built:
         no simulator configured, a missing Secret, an unknown libcloud provider."""
         name = nodeclass.metadata.name
-        version = nodeclass.metadata.resource_version or ""
+        meta = nodeclass.metadata
+        version = f"{meta.uid}/{meta.generation}" if meta.generation is not None else meta.resource_version or ""
         now = time.monotonic()
         with self._lock:
             cached = self._cache.get(name)
             if cached is not None and cached[0] == version and now - cached[1] < CREDENTIALS_TTL:
                 return cached[2]
         provider: MachineProvider = InstrumentedProvider(self._build(nodeclass), nodeclass.spec.provider)
+        fence = self._client.fence
+        if fence is not None:
+            provider = FencedProvider(provider, fence)
         with self._lock:
             self._cache[name] = (version, now, provider)
         return provider
@@ -99,6 +106,37 @@ class ProviderRegistry:
         }
         data.update(secret.get("stringData") or {})
         return data
+
+
+class FencedProvider:
+    """A MachineProvider whose creates and destroys are refused (NotLeaderError, before any cloud call) unless
+    ``fence`` allows them at that moment; reads pass."""
+
+    def __init__(self, inner: MachineProvider, fence: WriteFence) -> None:
+        self.inner = inner
+        self._fence = fence
+
+    def create(self, spec: MachineSpec) -> Machine:
+        """Create (or find) the machine, if this process leads now."""
+        self._fence.check(f"create machine {spec.name}")
+        return self.inner.create(spec)
+
+    def get(self, name: str) -> Machine | None:
+        """Look the machine up."""
+        return self.inner.get(name)
+
+    def list(self) -> list[Machine]:
+        """List this cluster's machines."""
+        return self.inner.list()
+
+    def destroy(self, name: str, machine_id: str | None = None) -> None:
+        """Destroy the machine, if this process leads now."""
+        self._fence.check(f"destroy machine {name}")
+        self.inner.destroy(name, machine_id)
+
+    def validate(self) -> str:
+        """Check the NodeClass against the provider (reads only)."""
+        return self.inner.validate()
 
 
 def _decoded(nodeclass: NodeClass, namespace: str, name: str, key: str, value: Any) -> str:

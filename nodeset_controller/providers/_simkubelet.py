@@ -26,6 +26,7 @@ from ..kube import (
     ApiError,
     Informer,
     KubeClient,
+    NotLeaderError,
     PodRecord,
     now_rfc3339,
 )
@@ -220,6 +221,8 @@ class SimulatedKubelets:
             if first:
                 for pod in self.pods.by_index("node", kubelet.machine.node_name):
                     self._on_pod(None, pod)
+        except NotLeaderError:
+            pass  # they run with the controllers, behind the same fence, which has said so once
         except ApiError as error:
             log.warning("simulated kubelet %s: %s", kubelet.machine.node_name, error)
         except Exception:
@@ -288,6 +291,8 @@ class SimulatedKubelets:
                 self._client.delete(PODS, pod.name, pod.namespace, gracePeriodSeconds=0, preconditions={"uid": pod.uid})
             else:
                 self._start_pod(pod, machine)
+        except NotLeaderError:
+            pass
         except ApiError as error:
             if not (error.not_found or error.conflict):
                 log.warning("simulated kubelet %s: pod %s/%s: %s", machine.node_name, pod.namespace, pod.name, error)

@@ -18,6 +18,10 @@ crashRate              share of machines that crash, crashAfterSeconds after the
 reportCreationTime     "false": machines are listed without their creation time, as some clouds do
 =====================  ========================================================================
 
+Every create and destroy call is also written down as it arrives, with the calling process's pid, in the
+same file (:meth:`SimulatorCloud.calls`): the account's audit log, shared by every process that uses it, as
+a cloud's would be.
+
 The simulated kubelets that run on these machines live in :mod:`._simkubelet`.
 """
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import random
 import sqlite3
 import threading
@@ -52,6 +57,24 @@ CREATE TABLE IF NOT EXISTS machines (
     spec TEXT NOT NULL
 )
 """
+_CALLS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS calls (
+    operation TEXT NOT NULL,
+    machine TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    at REAL NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class CloudCall:
+    """One create or destroy call as it reached the simulated cloud."""
+
+    operation: str  #: "create" or "destroy"
+    machine: str  #: the machine's name
+    pid: int  #: the calling process
+    at: float  #: when it arrived (seconds since the epoch)
 
 
 @dataclass(frozen=True)
@@ -155,6 +178,7 @@ class SimulatorCloud:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a crash of this process
         self._db.execute(_SCHEMA)
+        self._db.execute(_CALLS_SCHEMA)
         self._lock = threading.Lock()
         self._random = random.Random(seed)
         self._machines: dict[str, SimulatedMachine] = {}
@@ -195,6 +219,16 @@ class SimulatorCloud:
         with self._lock:
             self._db.close()
 
+    def calls(self) -> list[CloudCall]:
+        """Every create and destroy call that reached the account, from any process, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT operation, machine, pid, at FROM calls ORDER BY rowid").fetchall()
+        return [CloudCall(*row) for row in rows]
+
+    def _log_call(self, operation: str, name: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT INTO calls VALUES (?, ?, ?, ?)", (operation, name, os.getpid(), time.time()))
+
     def machines(self) -> list[SimulatedMachine]:
         """Every machine in the account."""
         with self._lock:
@@ -209,6 +243,7 @@ class SimulatorCloud:
 
     def create(self, spec: MachineSpec, settings: SimulatorSettings) -> SimulatedMachine:
         """Create the machine (idempotent by name), after the configured delay and fault checks."""
+        self._log_call("create", spec.name)
         existing = self.get(spec.name)
         if existing is not None:
             return existing
@@ -283,6 +318,7 @@ class SimulatorCloud:
 
     def destroy(self, name: str, settings: SimulatorSettings) -> None:
         """Destroy the machine; a missing one is already destroyed."""
+        self._log_call("destroy", name)
         with self._lock:
             self._refresh_locked()
             if name not in self._machines:
@@ -344,3 +380,8 @@ class SimulatorProvider:
         if machine_id is not None and (machine is None or machine.id != machine_id):
             return  # the simulator's creates are idempotent: it never holds a duplicate of a name
         self._cloud.destroy(name, self._settings)
+
+    def validate(self) -> str:
+        """Always succeeds: the simulator has every size, image and location (its driverOptions were read
+        when this provider was built, and a malformed one failed then)."""
+        return f"simulated machines (boot delay {self._settings.boot_delay:g} s)"

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from autoscaler_provider import parse_go_duration
 from kube_node._samples import SAMPLE_FILES, apply_samples, sample_manifests
 from nodeset_controller.api import (
     AutoscalingSettings,
@@ -25,10 +26,22 @@ from nodeset_controller.api import (
     Taint,
     crd_manifests,
 )
-from nodeset_controller.kube import CRDS, NODECLASSES, NODESETS, ApiError, KubeClient, install_crds
+from nodeset_controller.kube import (
+    CRDS,
+    NODECLASSES,
+    NODESETS,
+    ApiError,
+    KubeClient,
+    QuantityError,
+    Resource,
+    install_crds,
+    resource_units,
+)
 from tests.conftest import REPO, Kubectl
 
 pytestmark = pytest.mark.controlplane
+
+RESOURCE_QUOTAS = Resource("", "v1", "resourcequotas", namespaced=True)
 
 
 def nodeclass(**spec: Any) -> dict[str, Any]:
@@ -98,14 +111,104 @@ INVALID_OBJECTS = [
     pytest.param(
         NODESETS,
         nodeset(autoscaling={"options": {"scaleDownUnneededTime": "ten minutes"}}),
-        "scaleDownUnneededTime in body should match",
+        'scaleDownUnneededTime: Invalid value: "ten minutes": must be a Go duration such as 10m',
         id="bad-duration",
     ),
     pytest.param(
         NODESETS,
-        nodeset(template={"metadata": {"labels": {"kube-node.io/nodeset": "x"}}}),
-        "labels with the kube-node.io/ prefix are reserved for kube-node",
+        nodeset() | {"metadata": {"name": "n" * 58}},
+        "NodeSet names are at most 57 characters",
+        id="name-too-long",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(autoscaling={"options": {"scaleDownUnneededTime": "99999999999999999h"}}),
+        'scaleDownUnneededTime: Invalid value: "99999999999999999h": must be a Go duration',
+        id="duration-too-large",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(autoscaling={"options": {"scaleDownUnneededTime": "1h" * 11}}),
+        "spec.autoscaling.options.scaleDownUnneededTime: Too long: may not be more than 20 bytes",
+        id="duration-too-long",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(autoscaling={"options": {"scaleDownUnreadyTime": "9999999h"}}),
+        'scaleDownUnreadyTime: Invalid value: "9999999h": must be a Go duration',
+        id="duration-component-too-large",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(autoscaling={"options": {"maxNodeProvisionTime": "8761h"}}),
+        'maxNodeProvisionTime: Invalid value: "8761h": must be at most 8760h (a year)',
+        id="duration-above-a-year",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(replicas=10001, maxReplicas=20000),
+        "spec.replicas: Invalid value: 10001: spec.replicas in body should be less than or equal to 10000",
+        id="replicas-above-10000",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(replicas=0, maxReplicas=20000),
+        "spec.maxReplicas in body should be less than or equal to 10000",
+        id="max-replicas-above-10000",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(replicas=0, minReplicas=10001),
+        "spec.minReplicas in body should be less than or equal to 10000",
+        id="min-replicas-above-10000",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"labels": {"team": "a", "kube-node.io/nodeset": "x"}}}),
+        "label kube-node.io/nodeset is reserved for kube-node",
         id="reserved-label",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"labels": {"gpu.kube-node.io/model": "x"}}}),
+        "label gpu.kube-node.io/model is reserved for kube-node",
+        id="reserved-label-subdomain",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"labels": {"node-role.kubernetes.io/control-plane": ""}}}),
+        "label node-role.kubernetes.io/control-plane cannot be set by a NodeSet",
+        id="node-role-label",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"labels": {"node-restriction.kubernetes.io/pci": "true"}}}),
+        "label node-restriction.kubernetes.io/pci cannot be set by a NodeSet",
+        id="node-restriction-label",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"labels": {"example.node-restriction.kubernetes.io/pci": "true"}}}),
+        "label example.node-restriction.kubernetes.io/pci cannot be set by a NodeSet",
+        id="node-restriction-label-subdomain",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"labels": {"kubernetes.io/hostname": "db-0"}}}),
+        "label kubernetes.io/hostname cannot be set by a NodeSet",
+        id="hostname-label",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"annotations": {"note": "x", "kube-node.io/machine-id": "i-123"}}}),
+        "annotation kube-node.io/machine-id is reserved for kube-node",
+        id="machine-id-annotation",
+    ),
+    pytest.param(
+        NODESETS,
+        nodeset(template={"metadata": {"annotations": {"kube-node.io/drain-started": "2026-01-01T00:00:00Z"}}}),
+        "annotation kube-node.io/drain-started is reserved for kube-node",
+        id="drain-started-annotation",
     ),
     pytest.param(
         NODECLASSES,
@@ -116,8 +219,32 @@ INVALID_OBJECTS = [
     pytest.param(
         NODECLASSES,
         nodeclass(capacity={"cpu": "4 cores", "memory": "16Gi"}),
-        'spec.capacity.cpu: Invalid value: "4 cores"',
+        'spec.capacity[cpu]: Invalid value: "4 cores": must be a quantity',
         id="malformed-quantity",
+    ),
+    pytest.param(
+        NODECLASSES,
+        nodeclass(capacity={"cpu": "4", "memory": "1e1.5"}),
+        'spec.capacity[memory]: Invalid value: "1e1.5": must be a quantity',
+        id="fractional-exponent",
+    ),
+    pytest.param(
+        NODECLASSES,
+        nodeclass(capacity={"cpu": "4", "memory": "16Gi", "ephemeral-storage": "1e999999999"}),
+        'spec.capacity[ephemeral-storage]: Invalid value: "1e999999999": must be a quantity',
+        id="huge-exponent",
+    ),
+    pytest.param(
+        NODECLASSES,
+        nodeclass(capacity={"cpu": "1e16", "memory": "16Gi"}),
+        'spec.capacity[cpu]: Invalid value: "1e16": must be at most 8Pi',
+        id="quantity-above-8Pi",
+    ),
+    pytest.param(
+        NODECLASSES,
+        nodeclass(capacity={"cpu": "4", "memory": "16Gi", "pods": 2**53 + 1}),
+        "should be less than or equal to 9007199254740992",
+        id="integer-quantity-above-8Pi",
     ),
     pytest.param(
         NODECLASSES,
@@ -155,6 +282,115 @@ def test_invalid_objects_are_rejected_by_the_apiserver(
     assert caught.value.invalid, caught.value
     assert message in caught.value.message
     assert not kube.list(resource)["items"]
+
+
+def test_a_template_may_set_other_labels_and_annotations(kube: KubeClient) -> None:
+    labels = {
+        "team": "a",
+        "example.com/tier": "web",
+        "node.kubernetes.io/exclude-from-external-load-balancers": "true",
+        "kube-node.io.example.com/x": "y",  # another domain that merely starts like kube-node's
+    }
+    annotations = {"example.com/owner": "team-a", "cluster-autoscaler.kubernetes.io/scale-down-disabled": "true"}
+    kube.create(NODESETS, nodeset(template={"metadata": {"labels": labels, "annotations": annotations}}))
+    assert kube.get(NODESETS, "bad")["spec"]["template"]["metadata"]["labels"] == labels
+
+
+def test_a_nodeset_name_of_57_characters_makes_node_names_that_fit_in_63(kube: KubeClient) -> None:
+    name = "a" * 28 + "." + "b" * 28
+    kube.create(NODESETS, nodeset() | {"metadata": {"name": name}})
+    assert len(f"{name}-abcde") == 63
+
+
+def test_durations_kubernetes_and_kube_node_parse_alike_are_accepted(kube: KubeClient) -> None:
+    options = {
+        "scaleDownUnneededTime": "1h30m",
+        "scaleDownUnreadyTime": "8760h",
+        "maxNodeProvisionTime": "999999.999999999ms",
+    }
+    kube.create(NODESETS, nodeset(autoscaling={"options": options}))
+    assert kube.get(NODESETS, "bad")["spec"]["autoscaling"]["options"] == options
+    assert parse_go_duration("999999.999999999ms") == 999_999_999_999
+
+
+#: Capacity values and whether the NodeClass schema takes them. Every one it takes must be a quantity the
+#: API server itself parses, to the value kube-node's parser reads.
+QUANTITIES: dict[str | int, bool] = {
+    "4": True,
+    "0": True,
+    "500m": True,
+    "1.5": True,
+    "1.": True,
+    ".5": True,
+    "16Gi": True,
+    "100M": True,
+    "1e3": True,
+    "1E3": True,
+    "1e+2": True,
+    "1e-3": True,
+    "1e-99": True,
+    "250u": True,
+    "3n": True,
+    "8Pi": True,
+    "9007199254740992": True,
+    "1.0000000000000000000000000001": True,  # more digits than Python's default decimal precision
+    "7.99999999999999999999Pi": True,
+    110: True,
+    2**53: True,
+    "1e1.5": False,
+    "1e999999999": False,
+    "1e-999999999": False,
+    "1e100": False,
+    "1e16": False,
+    "9Pi": False,
+    "1Ei": False,
+    "9007199254740993": False,
+    ".": False,
+    "-1": False,
+    "+1": False,
+    "1K": False,
+    "1k1": False,
+    "e3": False,
+    "1e": False,
+    "0x10": False,
+    " 1": False,
+    "": False,
+    "1" * 65: False,
+    2**53 + 1: False,
+}
+
+
+def test_capacity_takes_only_quantities_the_apiserver_and_kube_node_read_alike(kube: KubeClient) -> None:
+    wrong = []
+    for value, expected in QUANTITIES.items():
+        body = nodeclass(capacity={"cpu": "4", "memory": "16Gi", "example.com/widgets": value})
+        try:
+            kube.create(NODECLASSES, body, dryRun="All")
+            accepted = True
+        except ApiError as error:
+            assert error.invalid, error
+            accepted = False
+        if accepted != expected:
+            wrong.append((value, f"schema accepted: {accepted}"))
+        if not (accepted and expected):
+            continue  # never hand the API server the absurd ones: parsing 1e-999999999 outlasts a request
+        # The API server's own quantity parsing: a ResourceQuota's hard limit, returned in canonical form.
+        quota = {"metadata": {"name": "q"}, "spec": {"hard": {"requests.memory": value}}}
+        try:
+            created = kube.create(RESOURCE_QUOTAS, quota, "default", dryRun="All")
+        except ApiError as error:
+            wrong.append((value, f"the schema accepts what the API server cannot parse: {error.message}"))
+            continue
+        canonical = created["spec"]["hard"]["requests.memory"]
+        for resource in ("cpu", "memory"):
+            try:
+                ours = resource_units(resource, value)
+            except (QuantityError, ArithmeticError) as error:
+                wrong.append((value, f"kube-node cannot parse it: {error!r}"))
+                break
+            if ours != resource_units(resource, canonical):
+                wrong.append((value, f"{resource}: kube-node reads {ours}, the API server {canonical}"))
+    assert not wrong
 
 
 def test_unknown_fields_are_rejected_with_strict_field_validation(kube: KubeClient, kubectl: Kubectl) -> None:
@@ -273,8 +509,28 @@ def test_kubectl_get_nodesets_shows_the_printer_columns(kube: KubeClient, kubect
     assert wide_header.split() == ["NAME", "DESIRED", "CURRENT", "READY", "CLASS", "AUTOSCALING", "MIN", "MAX", "AGE"]
     kube.create(NODECLASSES, nodeclass() | {"metadata": {"name": "small"}})
     header, row = kubectl.run("get", "nc").stdout.splitlines()
-    assert header.split() == ["NAME", "PROVIDER", "SIZE", "LOCATION", "CPU", "MEMORY", "AGE"]
+    assert header.split() == ["NAME", "PROVIDER", "READY", "NODES", "SIZE", "LOCATION", "CPU", "MEMORY", "AGE"]
     assert row.split()[:2] == ["small", "simulator"]
+    kube.patch(
+        NODECLASSES,
+        "small",
+        {
+            "status": {
+                "nodes": 7,
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "Resolved",
+                        "message": "",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    }
+                ],
+            }
+        },
+        subresource="status",
+    )
+    assert kubectl.run("get", "nc").stdout.splitlines()[1].split()[:4] == ["small", "simulator", "True", "7"]
 
 
 def test_kubectl_explain_documents_the_fields(kubectl: Kubectl) -> None:

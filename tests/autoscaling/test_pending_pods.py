@@ -11,7 +11,7 @@ import pytest
 from nodeset_controller.api import LABEL_NODESET
 from nodeset_controller.controllers import Manager
 from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient, Resource
-from tests.conftest import eventually, nodeset_manifest, simulator_nodeclass
+from tests.conftest import create_or_none, eventually, nodeset_manifest, schema_relaxed, simulator_nodeclass
 
 pytestmark = pytest.mark.controlplane
 
@@ -308,3 +308,78 @@ def test_underused_nodes_are_consolidated_and_a_pod_that_cannot_move_keeps_its_n
     eventually(lambda: len(kube.list(NODES, labelSelector=f"{LABEL_NODESET}=pack")["items"]) == 1, timeout=60)
     consolidations = [e for e in kube.list(EVENTS, "default")["items"] if e["reason"] == "Consolidating"]
     assert len(consolidations) == 1, [(e["message"], e["firstTimestamp"]) for e in consolidations]
+
+
+def test_a_nodeclass_with_a_capacity_kubernetes_would_refuse_fails_alone_and_the_others_keep_scaling(
+    kube: KubeClient, manager: Manager, namespace: str
+) -> None:
+    # Both values pass the NodeClass schema's pattern (the one Kubernetes publishes for quantities): a
+    # fractional exponent, which Kubernetes' parser refuses, and a number of a billion digits.
+    bad = {"fractional": {"cpu": "1e1.5", "memory": "16Gi"}, "huge": {"cpu": "4", "memory": "1e999999999"}}
+    with schema_relaxed(kube, "nodeclasses", "capacity"):  # stored before the schema refused them
+        for name, capacity in bad.items():
+            nodeclass = simulator_nodeclass(name)
+            nodeclass["spec"]["capacity"] = capacity
+            eventually(lambda nc=nodeclass: create_or_none(kube, NODECLASSES, nc), what="the relaxed schema")
+    # The CRD's update ends kube-node's watch of NodeClasses; it resumes from where it was.
+    eventually(lambda: all(manager.nodeclasses.get(n) for n in bad), timeout=60)
+    for name in bad:
+        kube.create(NODESETS, nodeset_manifest(name, 0, nodeclass=name, maxReplicas=3, **AUTO))
+    kube.create(NODECLASSES, simulator_nodeclass("good"))
+    kube.create(NODESETS, nodeset_manifest("good", 0, nodeclass="good", maxReplicas=3, **AUTO))
+    kube.create(DEPLOYMENTS, deployment("web", 4, "1500m"), namespace)  # two per 4-CPU node
+    eventually(lambda: replicas(kube, "good") == 2, timeout=30, what="the good NodeSet raised to 2")
+    eventually(lambda: running(kube, namespace, "web") == 4, timeout=90, what="all 4 pods Running")
+
+    def limited(name: str) -> dict[str, Any] | None:
+        conditions = (kube.get(NODESETS, name).get("status") or {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == "ScalingLimited" and c["status"] == "True"), None)
+
+    for name, field, value in (("fractional", "cpu", "1e1.5"), ("huge", "memory", "1e999999999")):
+        condition = eventually(lambda n=name: limited(n), what=f"ScalingLimited on {name}")
+        assert condition["reason"] == "InvalidNodeClass"
+        assert f"NodeClass {name}: spec.capacity.{field}: '{value}'" in condition["message"]
+        warnings = eventually(
+            lambda n=name: [
+                e
+                for e in kube.list(EVENTS, "default")["items"]
+                if e["involvedObject"]["kind"] == "NodeSet" and e["involvedObject"]["name"] == n
+                if e["type"] == "Warning" and e["reason"] == "InvalidNodeClass"
+            ],
+            what=f"a Warning Event on {name}",
+        )
+        assert len(warnings) == 1 and warnings[0]["count"] == 1  # once, not once a round
+        assert f"spec.capacity.{field}" in warnings[0]["message"]
+        assert replicas(kube, name) == 0
+    assert limited("good") is None
+
+
+def test_new_nodes_are_packed_with_what_registered_nodes_report_not_the_declaration(
+    kube: KubeClient, manager: Manager, namespace: str
+) -> None:
+    nodeclass = simulator_nodeclass("small-on-paper")
+    nodeclass["spec"]["capacity"] = {"cpu": "2", "memory": "4Gi"}  # the machines have 8 CPUs
+    kube.create(NODECLASSES, nodeclass)
+    kube.create(NODESETS, nodeset_manifest("grow", 1, nodeclass="small-on-paper", maxReplicas=5, **AUTO))
+    node = eventually(
+        lambda: next(
+            (
+                n
+                for n in kube.list(NODES, labelSelector=f"{LABEL_NODESET}=grow")["items"]
+                if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions") or [])
+            ),
+            None,
+        ),
+        timeout=60,
+        what="a Ready Node",
+    )
+    name = node["metadata"]["name"]
+    reported = {"cpu": "8", "memory": "32Gi", "pods": "110"}
+    kube.patch(NODES, name, {"status": {"capacity": reported, "allocatable": reported}}, subresource="status")
+    kube.patch(NODES, name, {"spec": {"unschedulable": True}})  # no room on it: the pod needs a new Node
+    eventually(lambda: (n := manager.nodes.get(name)) is not None and n.unschedulable and n.allocatable["cpu"] == "8")
+
+    kube.create(DEPLOYMENTS, deployment("wide", 1, "5"), namespace)  # 5 CPUs: more than declared, less than real
+
+    eventually(lambda: replicas(kube, "grow") == 2, timeout=30, what="replicas 2")
+    assert not pod_events(kube, namespace, "NotTriggerScaleUp")

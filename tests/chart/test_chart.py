@@ -32,6 +32,20 @@ VALUE_SETS = {
         "--set",
         "metrics.serviceMonitor.enabled=true",
     ],
+    "people's roles for two classes and two administrators": [
+        "--set",
+        "rbac.nodeClasses={small,gpu.large}",
+        "--set",
+        "rbac.administrators[0].kind=Group",
+        "--set",
+        "rbac.administrators[0].name=kube-node-admins",
+        "--set",
+        "rbac.administrators[1].kind=ServiceAccount",
+        "--set",
+        "rbac.administrators[1].name=gitops",
+        "--set",
+        "rbac.administrators[1].namespace=default",
+    ],
     "one replica without leader election": [
         "--set",
         "replicaCount=1",
@@ -63,6 +77,8 @@ def test_helm_lint_strict_passes(helm: Helm, values: list[str]) -> None:
         ("replicas=2", "'replicas' not allowed"),
         ("grpc.port=70000", "/grpc/port"),
         ("credentialsNamespaces={Not_A_Namespace}", "/credentialsNamespaces/0"),
+        ("rbac.nodeClasses={Not_A_Class}", "/rbac/nodeClasses/0"),
+        ("rbac.administrators[0].kind=Robot", "/rbac/administrators/0"),
     ],
 )
 def test_the_values_schema_rejects_bad_values_by_name(helm: Helm, setting: str, message: str) -> None:
@@ -100,17 +116,37 @@ def test_rbac_has_no_wildcards_and_reads_secrets_only_in_the_credentials_namespa
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs", "resourceNames"):
                 assert "*" not in rule.get(field, []), (role["metadata"]["name"], rule)
-    secret_readers = {
-        role["metadata"].get("namespace", "<cluster>")
+    # kube-node's own: the roles bound to its ServiceAccount.
+    own = {
+        (b["roleRef"]["kind"], b["roleRef"]["name"], b["metadata"].get("namespace"))
+        for b in objects
+        if b["kind"] in ("ClusterRoleBinding", "RoleBinding")
+        and any(s["kind"] == "ServiceAccount" and s["name"] == "kn-kube-node" for s in b["subjects"])
+    }
+    secret_rules = [
+        (role, rule)
         for role in roles
         for rule in role["rules"]
         if "secrets" in rule["resources"]
-    }
-    assert secret_readers == {"cloud-credentials", "team-b"}
-    for role in roles:
-        for rule in role["rules"]:
-            if "secrets" in rule["resources"]:
-                assert rule["verbs"] == ["get"]
+        and (role["kind"], role["metadata"]["name"], role["metadata"].get("namespace")) in own
+    ]
+    assert {role["metadata"]["namespace"] for role, _ in secret_rules} == {"cloud-credentials", "team-b"}
+    assert all(rule["verbs"] == ["get"] for _, rule in secret_rules)
+    # People's Secrets rights (the credentials administrators') are namespaced Roles in those namespaces only:
+    # no ClusterRole grants Secrets, so no binding can reach them elsewhere.
+    assert not [r for r in roles if r["kind"] == "ClusterRole" and any("secrets" in x["resources"] for x in r["rules"])]
+    people = {r["metadata"]["namespace"] for r in roles if r["metadata"]["name"] == "kn-kube-node-credentials-admin"}
+    assert people == {"cloud-credentials", "team-b"}
+
+
+def test_the_nodeclass_policy_can_be_left_out(helm: Helm) -> None:
+    def kinds(*values: str) -> set[str]:
+        return {o["kind"] for o in helm.template(*values)}
+
+    assert {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} <= kinds()
+    assert not {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} & kinds(
+        "--set", "nodeClassPolicy.enabled=false"
+    )
 
 
 def test_by_default_kube_node_prefers_nodes_it_does_not_manage_and_a_given_affinity_replaces_that(
@@ -146,8 +182,12 @@ def test_by_default_kube_node_prefers_nodes_it_does_not_manage_and_a_given_affin
 
 @pytest.mark.parametrize(
     "values",
-    [VALUE_SETS["defaults"], VALUE_SETS["simulator and credentials namespaces"]],
-    ids=["defaults", "simulator and credentials namespaces"],
+    [
+        VALUE_SETS["defaults"],
+        VALUE_SETS["simulator and credentials namespaces"],
+        VALUE_SETS["people's roles for two classes and two administrators"],
+    ],
+    ids=["defaults", "simulator and credentials namespaces", "people's roles"],
 )
 def test_the_rendered_chart_passes_a_server_side_dry_run(
     helm: Helm, kubectl: Kubectl, kube: KubeClient, values: list[str]
@@ -169,6 +209,8 @@ def test_the_rendered_chart_passes_a_server_side_dry_run(
         "role.rbac.authorization.k8s.io",
         "poddisruptionbudget.policy",
         "customresourcedefinition.apiextensions.k8s.io",
+        "validatingadmissionpolicy.admissionregistration.k8s.io",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io",
     } <= kinds, applied
     assert all("(server dry run)" in line for line in applied), applied
 
@@ -209,6 +251,8 @@ def test_install_creates_every_object_upgrade_changes_them_and_uninstall_removes
         "Service",
         "Deployment",
         "PodDisruptionBudget",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     }
     for obj in objects:
         ns = ["-n", obj["metadata"].get("namespace", namespace)]
@@ -239,6 +283,46 @@ def test_install_creates_every_object_upgrade_changes_them_and_uninstall_removes
         ns = ["-n", obj["metadata"].get("namespace", namespace)]
         gone = kubectl.run("get", obj["kind"], obj["metadata"]["name"], *ns, check=False)
         assert gone.returncode != 0 and "NotFound" in gone.stderr, (obj["kind"], obj["metadata"]["name"])
+
+
+READ_KUBE_SYSTEM = {"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"], "verbs": ["get"]}
+
+
+def _config_and_cluster_rules(objects: list[dict[str, Any]]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    config_map = next(o for o in objects if o["kind"] == "ConfigMap")
+    cluster_role = next(o for o in objects if o["kind"] == "ClusterRole")
+    return yaml.safe_load(config_map["data"]["config.yaml"]), cluster_role["rules"]
+
+
+def test_by_default_the_identity_is_the_kube_system_uid_which_only_that_namespace_is_readable_for(
+    helm: Helm, tmp_path: Path
+) -> None:
+    config, rules = _config_and_cluster_rules(helm.template())
+    assert "cluster-name" not in config
+    assert READ_KUBE_SYSTEM in rules
+    assert [r for r in rules if "namespaces" in r["resources"]] == [READ_KUBE_SYSTEM]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert run_options(parse(["run", f"--config={path}"])).cluster is None
+    for values in (["--set", "clusterName=prod-eu"], ["--set", "config.cluster-name=prod-eu"]):
+        config, rules = _config_and_cluster_rules(helm.template(*values))
+        assert config["cluster-name"] == "prod-eu"
+        assert not [r for r in rules if "namespaces" in r["resources"]]  # nothing to read then
+
+
+def test_an_upgrade_keeps_the_cluster_name_the_release_ran_with(helm: Helm, release: tuple[str, str]) -> None:
+    """A release of a chart whose default name was "kube-node" must not change identity on upgrade: its
+    machines carry that name, and under another one they would look gone (replaced, and never destroyed)."""
+    name, namespace = release
+    helm.run(
+        "install", name, str(CHART), "--namespace", namespace, "--create-namespace", "--set", "clusterName=kube-node"
+    )
+    helm.run("upgrade", name, str(CHART), "--namespace", namespace)  # the new default, without --reuse-values
+    config, rules = _config_and_cluster_rules(_manifest_objects(helm, name, namespace))
+    assert config["cluster-name"] == "kube-node"
+    assert READ_KUBE_SYSTEM not in rules
+    helm.run("upgrade", name, str(CHART), "--namespace", namespace, "--set", "clusterName=renamed")
+    assert _config_and_cluster_rules(_manifest_objects(helm, name, namespace))[0]["cluster-name"] == "renamed"
 
 
 def test_the_cluster_autoscaler_example_passes_a_server_side_dry_run(kubectl: Kubectl, kube: KubeClient) -> None:

@@ -140,10 +140,17 @@ CAN_I = [
     ("patch", "nodesets.kube-node.io --subresource=status", None, True),
     ("create", "pods --subresource=eviction", "default", True),
     ("patch", "nodes --subresource=status", None, True),  # the simulator's kubelets
+    ("patch", "nodeclasses.kube-node.io --subresource=status", None, True),  # the NodeClassController
+    ("patch", "nodeclasses.kube-node.io", None, True),  # its in-use finalizer
+    ("use", "nodeclasses.kube-node.io/any-class", None, True),  # the NodeClass admission policy asks for it
     ("update", "nodeclasses.kube-node.io --subresource=status", None, False),
+    ("update", "nodeclasses.kube-node.io", None, False),
     ("get", "secrets", "credentials", True),
     ("update", "leases/kube-node", "own", True),
     ("delete", "namespaces", None, False),
+    ("get", "namespaces/kube-system", None, True),  # its uid is the cluster's identity by default
+    ("get", "namespaces/default", None, False),
+    ("list", "namespaces", None, False),
     ("get", "secrets", "kube-system", False),
     ("get", "secrets", "own", False),
     ("list", "secrets", "credentials", False),
@@ -174,3 +181,126 @@ def test_the_service_account_can_do_what_kube_node_needs_and_nothing_else(
         if result.stdout.strip() != ("yes" if allowed else "no"):
             wrong.append((verb, resource, where, result.stdout.strip(), result.stderr.strip()))
     assert not wrong
+
+
+#: Who is bound to what for the people's roles: (user, how it is bound).
+PEOPLE_CAN_I = [
+    # carol administers kube-node: NodeClasses, NodeSets, and the credentials' Secrets in their namespaces.
+    ("carol", "create", "nodeclasses.kube-node.io", None, True),
+    ("carol", "delete", "nodeclasses.kube-node.io", None, True),
+    ("carol", "use", "nodeclasses.kube-node.io/any-class", None, True),
+    ("carol", "create", "nodesets.kube-node.io", None, True),
+    ("carol", "update", "nodesets.kube-node.io --subresource=scale", None, True),
+    ("carol", "create", "secrets", "credentials", True),
+    ("carol", "list", "secrets", "credentials", True),
+    ("carol", "update", "secrets", "credentials", True),
+    ("carol", "get", "secrets", "own", False),
+    ("carol", "get", "secrets", "kube-system", False),
+    ("carol", "create", "nodes", None, False),
+    ("carol", "update", "nodesets.kube-node.io --subresource=status", None, False),
+    # dave uses NodeSets (the chart's user role) and the one NodeClass "small" (its per-class role).
+    ("dave", "create", "nodesets.kube-node.io", None, True),
+    ("dave", "delete", "nodesets.kube-node.io", None, True),
+    ("dave", "update", "nodesets.kube-node.io --subresource=scale", None, True),
+    ("dave", "patch", "nodesets.kube-node.io --subresource=scale", None, True),
+    ("dave", "use", "nodeclasses.kube-node.io/small", None, True),
+    ("dave", "use", "nodeclasses.kube-node.io/big", None, False),
+    ("dave", "get", "nodeclasses.kube-node.io/small", None, False),  # its userData may hold a join token
+    ("dave", "create", "nodeclasses.kube-node.io", None, False),
+    ("dave", "update", "nodesets.kube-node.io --subresource=status", None, False),
+    ("dave", "get", "secrets", "credentials", False),
+    # erin has the built-in view ClusterRole (cluster-wide): NodeSets aggregated in, NodeClasses not.
+    ("erin", "list", "nodesets.kube-node.io", None, True),
+    ("erin", "get", "nodesets.kube-node.io --subresource=scale", None, True),
+    ("erin", "create", "nodesets.kube-node.io", None, False),
+    ("erin", "list", "nodeclasses.kube-node.io", None, False),
+    # frank has the built-in edit ClusterRole (cluster-wide): NodeSets and scale, no NodeClass use.
+    ("frank", "create", "nodesets.kube-node.io", None, True),
+    ("frank", "update", "nodesets.kube-node.io --subresource=scale", None, True),
+    ("frank", "list", "nodesets.kube-node.io", None, True),
+    ("frank", "use", "nodeclasses.kube-node.io/small", None, False),
+    ("frank", "create", "nodeclasses.kube-node.io", None, False),
+    # grace has edit in the namespace "default" only: nothing on the cluster-scoped kinds.
+    ("grace", "create", "nodesets.kube-node.io", None, False),
+    ("grace", "list", "nodesets.kube-node.io", None, False),
+]
+
+
+def test_people_get_the_roles_for_administering_and_using_kube_node(
+    helm: Helm,
+    kube: KubeClient,
+    kubectl: Kubectl,
+    controller_manager: ControlPlane,  # runs the ClusterRole aggregation controller
+) -> None:
+    suffix = uuid.uuid4().hex[:6]
+    name, namespace, credentials = f"people{suffix}", f"kube-node-{suffix}", f"creds-{suffix}"
+    kube.create(NAMESPACES, {"metadata": {"name": credentials}})
+    fullname = f"{name}-kube-node"
+    helm.run(
+        "install",
+        name,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--create-namespace",
+        "--set",
+        f"credentialsNamespaces={{{credentials}}}",
+        "--set",
+        "rbac.nodeClasses={small}",
+        "--set",
+        "rbac.administrators[0].kind=User",
+        "--set",
+        "rbac.administrators[0].name=carol",
+        "--set",
+        r"nodeSelector.kube-node\.io/test=never-scheduled",
+    )
+    bindings = [
+        ("clusterrolebinding", "test-dave-user", f"--clusterrole={fullname}-user", "--user=dave"),
+        ("clusterrolebinding", "test-dave-small", f"--clusterrole={fullname}-use-small", "--user=dave"),
+        ("clusterrolebinding", "test-erin-view", "--clusterrole=view", "--user=erin"),
+        ("clusterrolebinding", "test-frank-edit", "--clusterrole=edit", "--user=frank"),
+        ("rolebinding", "test-grace-edit", "--clusterrole=edit", "--user=grace", "-n", "default"),
+    ]
+    try:
+        for kind, binding, *args in bindings:
+            kubectl.run("create", kind, binding, *args)
+
+        def wrong() -> list[tuple[str, ...]]:
+            found = []
+            for user, verb, resource, where, allowed in PEOPLE_CAN_I:
+                # Cluster-scoped kinds are asked about outside any namespace (-A), as their requests are;
+                # kubectl would otherwise ask in "default", where grace's RoleBinding answers yes.
+                scope = {"own": ["-n", namespace], "credentials": ["-n", credentials], None: ["-A"]}.get(
+                    where, ["-n", str(where)]
+                )
+                result = kubectl.run("auth", "can-i", verb, *resource.split(), *scope, f"--as={user}", check=False)
+                if result.stdout.strip() != ("yes" if allowed else "no"):
+                    found.append((user, verb, resource, str(where), result.stdout.strip()))
+            return found
+
+        # RBAC caches and the aggregation controller take a moment.
+        try:
+            eventually(lambda: not wrong(), timeout=30, interval=1.0, what="the people's permissions")
+        except AssertionError:
+            assert not wrong()
+
+        # And real requests: grace's namespaced edit gives her no NodeSet; frank's cluster-wide edit does, but
+        # the NodeClass policy still wants "use" of the class; dave has it for "small".
+        def create_nodeset(user: str, nodeclass: str) -> str:
+            body = nodeset_manifest(f"{user}-{nodeclass}", 0, nodeclass)
+            args = ("create", "--dry-run=server", "-f", "-", f"--as={user}")
+            result = kubectl.run(*args, input=yaml.safe_dump(body), check=False)
+            return result.stderr if result.returncode else "created"
+
+        assert 'User "grace" cannot create resource "nodesets"' in create_nodeset("grace", "small")
+        eventually(  # a new admission policy takes a moment to be enforced
+            lambda: 'frank may not use NodeClass "small"' in create_nodeset("frank", "small"),
+            interval=0.5,
+            what="the NodeClass policy to deny frank",
+        )
+        assert create_nodeset("dave", "small") == "created"
+        assert 'dave may not use NodeClass "big"' in create_nodeset("dave", "big")
+    finally:
+        for kind, binding, *args in bindings:
+            kubectl.run("delete", kind, binding, "--ignore-not-found", *args[-2:] if kind == "rolebinding" else [])
+        helm.run("uninstall", name, "--namespace", namespace, check=False)

@@ -44,6 +44,13 @@ def test_help_lists_the_subcommands() -> None:
         assert command in dev_help
 
 
+def test_run_help_says_where_the_cluster_identity_comes_from() -> None:
+    text = " ".join(kube_node("run", "--help").stdout.split())
+    assert "--cluster-name" in text
+    assert "default: the uid of the kube-system namespace, read at start-up" in text
+    assert "kube-node does not start if it can read neither" in text
+
+
 def test_unknown_subcommand_is_a_usage_error() -> None:
     result = kube_node("frobnicate")
     assert result.returncode == 2

@@ -92,4 +92,16 @@ def test_a_bare_run_uses_the_options_own_defaults(monkeypatch: pytest.MonkeyPatc
     for name in [n for n in os.environ if n.startswith("KUBE_NODE_")]:
         monkeypatch.delenv(name)
     # --grpc-insecure only because a bare run is refused without TLS material (above).
-    assert run_options(parse(["run", "--grpc-insecure"])) == RunOptions()
+    options = run_options(parse(["run", "--grpc-insecure"]))
+    assert options == RunOptions()
+    # No shared default name: the cluster's identity is read at start-up (tests/cli/test_cluster_identity.py).
+    assert options.cluster is None
+
+
+def test_an_empty_cluster_name_is_no_cluster_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUBE_NODE_CLUSTER_NAME", "")
+    assert run_options(parse(["run", "--grpc-insecure"])).cluster is None
+    config = _config(tmp_path, "cluster-name:\n")
+    assert run_options(parse(["run", "--grpc-insecure", "--config", str(config)])).cluster is None
+    monkeypatch.setenv("KUBE_NODE_CLUSTER_NAME", "from-env")
+    assert run_options(parse(["run", "--grpc-insecure"])).cluster == "from-env"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import os
 import signal
 import socket
 import subprocess
@@ -30,7 +32,13 @@ class KubeNodeProcess:
     """One ``python -m kube_node run`` against the test control plane, its log kept under ``workdir``."""
 
     def __init__(
-        self, control_plane: ControlPlane, workdir: Path, name: str, *flags: str, kubeconfig: Path | None = None
+        self,
+        control_plane: ControlPlane,
+        workdir: Path,
+        name: str,
+        *flags: str,
+        kubeconfig: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.flags = flags
@@ -51,6 +59,7 @@ class KubeNodeProcess:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
+            env={**os.environ, **env} if env else None,
         )
 
     def flag(self, name: str) -> str:
@@ -64,7 +73,7 @@ class KubeNodeProcess:
                 return response.status, response.read().decode()
         except urllib.error.HTTPError as error:
             return error.code, error.read().decode()
-        except OSError as error:
+        except (OSError, http.client.HTTPException) as error:  # nothing listens, or it died mid-answer
             return 0, str(error)
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

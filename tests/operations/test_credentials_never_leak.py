@@ -109,8 +109,22 @@ def test_no_credential_reaches_logs_events_annotations_or_metrics(
             ),
             what="the machine sweep's listing, counted",
         )
+        # The NodeClassController's check met the same refusal: said on the NodeClass, scrubbed as well.
+        ready = eventually(
+            lambda: next(
+                (
+                    c
+                    for c in (kube.get(NODECLASSES, "leaky-ec2").get("status") or {}).get("conditions") or []
+                    if c["type"] == "Ready" and c["status"] == "False"
+                ),
+                None,
+            ),
+            what="the NodeClass not Ready",
+        )
+        assert ready["reason"] == "InvalidCredentials", ready
         metrics = process.get("/metrics")[1]
         node = str(kube.get(NODES, "leaky"))
+        nodeclass = str(kube.get(NODECLASSES, "leaky-ec2"))
         events = str(kube.list(CORE_EVENTS)["items"])
     finally:
         process.terminate()
@@ -123,5 +137,11 @@ def test_no_credential_reaches_logs_events_annotations_or_metrics(
     assert "AuthFailure" in log  # what was logged is the refusal ...
     assert "Signature=***" in log  # with the request's replayable signature masked too
     for credential in (ACCESS_KEY, SECRET_KEY):  # ... never a credential
-        for where, text in (("log", log), ("Node", node), ("Events", events), ("metrics", metrics)):
+        for where, text in (
+            ("log", log),
+            ("Node", node),
+            ("NodeClass", nodeclass),
+            ("Events", events),
+            ("metrics", metrics),
+        ):
             assert credential not in text, f"{credential[:6]}... leaked into the {where}"

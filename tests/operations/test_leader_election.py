@@ -109,6 +109,62 @@ def test_a_leader_that_cannot_renew_stops_before_its_lease_can_expire(
         elector.release()
 
 
+def test_the_renew_deadline_counts_from_when_the_renewal_was_sent_not_from_its_slow_answer(
+    kube: KubeClient, control_plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A standby waits a lease duration from when it saw the renewal applied, which can be right after it was
+    # sent: a leader that counted from the (late) answer would still act after the standby had taken over.
+    lease = f"slow-{uuid.uuid4().hex[:8]}"
+    client = KubeClient.from_kubeconfig(control_plane.kubeconfig)
+    elector = LeaderElector(client, _settings(lease, "slow-answers"))
+    elector.start()
+    try:
+        eventually(elector.is_leader, what="leadership")
+        real_request = client.request
+        sent: list[float] = []
+        slow_answer = 1.0
+
+        def one_slow_renewal_then_unreachable(method: str, path: str, **kwargs: object) -> object:
+            if sent:
+                raise urllib3.exceptions.NewConnectionError(None, "the API server is unreachable")  # type: ignore[arg-type]
+            if method != "PUT":
+                return real_request(method, path, **kwargs)  # type: ignore[arg-type]
+            sent.append(time.monotonic())
+            answer = real_request(method, path, **kwargs)  # type: ignore[arg-type]
+            time.sleep(slow_answer)  # applied at once; the answer is slow
+            return answer
+
+        monkeypatch.setattr(client, "request", one_slow_renewal_then_unreachable)
+        eventually(lambda: not elector.is_leader(), timeout=RENEW_DEADLINE + slow_answer + 3, what="the deadline")
+        stopped_leading = time.monotonic()
+        assert sent, "no renewal was sent"
+        assert stopped_leading - sent[-1] < RENEW_DEADLINE + 0.3, (stopped_leading - sent[-1], RENEW_DEADLINE)
+    finally:
+        monkeypatch.undo()
+        elector.release()
+
+
+def test_a_fractional_lease_duration_is_written_rounded_up(kube: KubeClient) -> None:
+    # leaseDurationSeconds is an integer; rounded down, a standby would take over before this leader's renew
+    # deadline (2.2 s) has passed.
+    lease = f"fraction-{uuid.uuid4().hex[:8]}"
+    settings = LeaderElectionSettings(
+        namespace="kube-system",
+        identity="fraction",
+        name=lease,
+        lease_duration=2.5,
+        renew_deadline=2.2,
+        retry_period=RETRY_PERIOD,
+    )
+    elector = LeaderElector(kube, settings)
+    elector.start()
+    try:
+        eventually(elector.is_leader, what="leadership")
+        assert kube.get(LEASES, lease, "kube-system")["spec"]["leaseDurationSeconds"] == 3
+    finally:
+        elector.release()
+
+
 @pytest.fixture
 def lease() -> str:
     return f"kube-node-{uuid.uuid4().hex[:8]}"

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import concurrent.futures
+import time
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import duration_pb2, timestamp_pb2
 
-from autoscaler_provider import DEFAULT_MAX_SIZE, parse_go_duration
+from autoscaler_provider import DEFAULT_MAX_SIZE, CloudProviderService, DurationError, ProviderServer, parse_go_duration
 from autoscaler_provider._proto import externalgrpc_pb2 as pb
-from autoscaler_provider._proto import k8s_node_pb2
+from autoscaler_provider._proto import externalgrpc_pb2_grpc, k8s_node_pb2
 from nodeset_controller.api import ANNOTATION_DELETE_REQUESTED_NODES, LABEL_GPU, LABEL_NODESET
 from nodeset_controller.controllers import Manager
-from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient
-from tests.conftest import Provider, eventually, nodeset_manifest, simulator_nodeclass
+from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient, Resource, nodeset_from_json
+from tests.conftest import Provider, create_or_none, eventually, nodeset_manifest, schema_relaxed, simulator_nodeclass
 
 pytestmark = pytest.mark.controlplane
 
@@ -275,6 +276,94 @@ def test_template_node_info_is_a_full_node_in_both_fields(kube: KubeClient, prov
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "NodeClass absent does not exist" in details
 
 
+def test_template_node_info_of_a_capacity_kubernetes_would_refuse_is_a_precise_status(
+    kube: KubeClient, provider: Provider, manager: Manager
+) -> None:
+    # Both pass the NodeClass schema's pattern; the cluster-autoscaler could not read either in a template.
+    with schema_relaxed(kube, "nodeclasses", "capacity"):  # stored before the schema refused them
+        for name, resource, value in (("fractional", "cpu", "1e1.5"), ("huge", "memory", "1e999999999")):
+            nodeclass = simulator_nodeclass(name)
+            nodeclass["spec"]["capacity"][resource] = value
+            eventually(lambda nc=nodeclass: create_or_none(kube, NODECLASSES, nc), what="the relaxed schema")
+    for name in ("fractional", "huge"):
+        kube.create(NODESETS, nodeset_manifest(name, 0, nodeclass=name, **CA))
+    eventually(lambda: len(provider.stub.NodeGroups(pb.NodeGroupsRequest()).nodeGroups) == 2)
+    # The CRD's update ends kube-node's watch of NodeClasses; it resumes from where it was.
+    eventually(lambda: all(manager.nodeclasses.get(n) for n in ("fractional", "huge")), timeout=60)
+    for name, resource, value in (("fractional", "cpu", "1e1.5"), ("huge", "memory", "1e999999999")):
+        request = pb.NodeGroupTemplateNodeInfoRequest(id=name)
+        code, details = status_of(lambda r=request: provider.stub.NodeGroupTemplateNodeInfo(r))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION, name
+        assert f"node group {name}: NodeClass {name}: spec.capacity.{resource}: '{value}'" in details
+
+
+EVENTS = Resource("", "v1", "events", namespaced=True)
+
+
+def template_resources(provider: Provider, group: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(capacity, allocatable) of the template Node the provider serves for ``group``."""
+    data = provider.stub.NodeGroupTemplateNodeInfo(pb.NodeGroupTemplateNodeInfoRequest(id=group)).nodeBytes
+    node = k8s_node_pb2.Node.FromString(data)
+    return (
+        {k: v.string for k, v in node.status.capacity.items()},
+        {k: v.string for k, v in node.status.allocatable.items()},
+    )
+
+
+def capacity_condition(kube: KubeClient, nodeclass: str, status: str) -> dict[str, Any] | None:
+    conditions = (kube.get(NODECLASSES, nodeclass).get("status") or {}).get("conditions") or []
+    found = next((c for c in conditions if c["type"] == "CapacityMatches"), None)
+    return found if found is not None and found["status"] == status else None
+
+
+def mismatch_events(kube: KubeClient, nodeclass: str) -> list[dict[str, Any]]:
+    items = kube.list(EVENTS, "default", fieldSelector=f"involvedObject.name={nodeclass}")["items"]
+    return [e for e in items if e["reason"] == "CapacityMismatch"]
+
+
+def test_templates_and_the_nodeclass_follow_what_registered_nodes_report(
+    kube: KubeClient, provider: Provider, manager: Manager
+) -> None:
+    nodeclass = simulator_nodeclass("declared")
+    nodeclass["spec"]["capacity"] = {"cpu": "4", "memory": "4Gi"}
+    kube.create(NODECLASSES, nodeclass)
+    kube.create(NODESETS, nodeset_manifest("real", 0, nodeclass="declared", **CA))
+    eventually(lambda: "real" in [g.id for g in provider.stub.NodeGroups(pb.NodeGroupsRequest()).nodeGroups])
+    # No Node yet: the declaration.
+    assert template_resources(provider, "real") == ({"cpu": "4", "memory": "4Gi", "pods": "110"},) * 2
+    unknown = eventually(lambda: capacity_condition(kube, "declared", "Unknown"), what="CapacityMatches Unknown")
+    assert unknown["reason"] == "NoNodeRegistered"
+
+    kube.patch(NODESETS, "real", {"spec": {"replicas": 1}})
+    node = eventually(lambda: ready_members(kube, "real", 1), timeout=60)[0]
+    eventually(lambda: capacity_condition(kube, "declared", "True"), what="CapacityMatches True")
+
+    # Its kubelet reports what the machine really has (the simulator's reports the declaration).
+    name = node["metadata"]["name"]
+    reported = {"cpu": "4", "memory": "24Gi", "pods": "110", "ephemeral-storage": "100Gi"}
+    allocatable = {"cpu": "3800m", "memory": "23Gi", "pods": "110", "ephemeral-storage": "95Gi"}
+    kube.patch(NODES, name, {"status": {"capacity": reported, "allocatable": allocatable}}, subresource="status")
+
+    mismatch = eventually(lambda: capacity_condition(kube, "declared", "False"), what="CapacityMatches False")
+    assert mismatch["reason"] == "Mismatch"
+    assert "memory 24Gi where the class declares 4Gi" in mismatch["message"]
+    assert "cpu" not in mismatch["message"]
+    event = eventually(lambda: mismatch_events(kube, "declared"), what="the Warning Event")[0]
+    assert event["type"] == "Warning" and "memory 24Gi where the class declares 4Gi" in event["message"]
+    assert template_resources(provider, "real") == (reported, allocatable)
+
+    # The same figures again (another reconcile, another status write): no second Event.
+    kube.patch(NODECLASSES, "declared", {"metadata": {"labels": {"seen": "yes"}}})
+    kube.patch(NODES, name, {"status": {"allocatable": {**allocatable, "cpu": "3900m"}}}, subresource="status")
+    eventually(lambda: template_resources(provider, "real")[1]["cpu"] == "3900m", what="the new allocatable")
+    time.sleep(2)
+    assert [e["count"] for e in mismatch_events(kube, "declared")] == [1]
+    # Other figures: the condition says so, with one more Event.
+    kube.patch(NODES, name, {"status": {"capacity": {**reported, "memory": "32Gi"}}}, subresource="status")
+    eventually(lambda: "memory 32Gi" in (capacity_condition(kube, "declared", "False") or {}).get("message", ""))
+    eventually(lambda: len(mismatch_events(kube, "declared")) == 2, what="a second Event")
+
+
 def _defaults() -> pb.NodeGroupAutoscalingOptions:
     return pb.NodeGroupAutoscalingOptions(
         scaleDownUtilizationThreshold=0.5,
@@ -352,15 +441,18 @@ def test_pricing_gpu_refresh_and_cleanup(kube: KubeClient, provider: Provider) -
     provider.stub.Cleanup(pb.CleanupRequest())
 
 
-def test_garbage_bytes_get_a_status_and_the_server_keeps_serving(provider: Provider) -> None:
+def test_undecodable_requests_are_invalid_arguments_and_the_server_keeps_serving(provider: Provider) -> None:
     raw = provider.channel.unary_unary(
         "/clusterautoscaler.cloudprovider.v1.externalgrpc.CloudProvider/NodeGroupIncreaseSize",
         request_serializer=lambda b: b,
         response_deserializer=lambda b: b,
     )
-    with pytest.raises(grpc.RpcError) as caught:
-        raw(b"\xff\xff\xff\xff\x0f garbage")
-    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    # Garbage, and an id (field 2) that is not UTF-8: the caller's fault, so not INTERNAL.
+    for payload in (b"\xff\xff\xff\xff\x0f garbage", b"\x12\x02\xff\xfe"):
+        with pytest.raises(grpc.RpcError) as caught:
+            raw(payload)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, payload
+        assert "not a valid NodeGroupIncreaseSizeRequest" in caught.value.details()
     assert provider.stub.NodeGroups(pb.NodeGroupsRequest()) is not None
 
 
@@ -383,3 +475,91 @@ def test_go_durations_parse() -> None:
     assert parse_go_duration("300ms") == 300_000_000
     with pytest.raises(ValueError, match="without a unit"):
         parse_go_duration("10")
+
+
+def test_go_durations_parse_as_go_does_up_to_the_longest_go_holds() -> None:
+    # time.ParseDuration's results, to the nanosecond (floats would lose them).
+    assert parse_go_duration("2562047h47m16.854775807s") == 2**63 - 1
+    assert parse_go_duration("9223372036854775807ns") == 2**63 - 1
+    assert parse_go_duration("1.000000001s") == 1_000_000_001
+    assert parse_go_duration("0.1h") == 360 * 10**9
+    assert parse_go_duration("1µs1us1μs") == 3_000
+    assert parse_go_duration("0") == 0
+    for text in (
+        "99999999999999999h",
+        "2562048h",
+        "9223372036854775808ns",
+        "2562047h47m16.854775808s",
+        "1" * 30 + "s",
+        "1" * 5000 + "h",
+    ):
+        with pytest.raises(DurationError, match="longer than a Go duration can be"):
+            parse_go_duration(text)
+    for text in ("", "h", "1x", "1.h5", "."):
+        with pytest.raises(DurationError, match="not a Go duration"):
+            parse_go_duration(text)
+
+
+def test_get_options_names_the_nodeset_and_field_of_a_duration_go_cannot_hold(
+    kube: KubeClient, provider: Provider
+) -> None:
+    too_long = {"mode": "ClusterAutoscaler", "options": {"maxNodeProvisionTime": "99999999999999999h"}}
+    with schema_relaxed(kube, "nodesets", "autoscaling", "options"):  # stored before the schema refused it
+        eventually(
+            lambda: create_or_none(kube, NODESETS, nodeset_manifest("forever", 0, autoscaling=too_long)),
+            what="the relaxed schema",
+        )
+    kube.create(
+        NODESETS, nodeset_manifest("fine", 0, autoscaling={**too_long, "options": {"scaleDownUnneededTime": "1m"}})
+    )
+    eventually(lambda: len(provider.stub.NodeGroups(pb.NodeGroupsRequest()).nodeGroups) == 2)
+    request = pb.NodeGroupAutoscalingOptionsRequest(id="forever", defaults=_defaults())
+    code, details = status_of(lambda: provider.stub.NodeGroupGetOptions(request))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "NodeSet forever: spec.autoscaling.options.maxNodeProvisionTime '99999999999999999h'" in details
+    fine = provider.stub.NodeGroupGetOptions(pb.NodeGroupAutoscalingOptionsRequest(id="fine", defaults=_defaults()))
+    assert fine.nodeGroupAutoscalingOptions.scaleDownUnneededDuration.seconds == 60
+
+
+def test_get_options_of_a_stored_nodeset_a_stricter_schema_would_refuse_is_a_precise_status() -> None:
+    """Objects written before a schema was tightened stay as they were: the handler must not rely on it."""
+    nodeset = nodeset_from_json(
+        {
+            "metadata": {"name": "old", "uid": "u-old", "resourceVersion": "1"},
+            "spec": {
+                "nodeClassName": "sim",
+                "replicas": 0,
+                "autoscaling": {"mode": "ClusterAutoscaler", "options": {"scaleDownUnreadyTime": "1e3h"}},
+            },
+        }
+    )
+    cache = _Cache({"old": nodeset})
+    service = CloudProviderService(None, cache, _Cache({}), _Cache({}))  # type: ignore[arg-type] # reads only
+    server = ProviderServer(service, "127.0.0.1:0", tls=None)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+    try:
+        stub = externalgrpc_pb2_grpc.CloudProviderStub(channel)
+        request = pb.NodeGroupAutoscalingOptionsRequest(id="old", defaults=_defaults())
+        code, details = status_of(lambda: stub.NodeGroupGetOptions(request))
+    finally:
+        channel.close()
+        server.stop(0)
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "NodeSet old: spec.autoscaling.options.scaleDownUnreadyTime '1e3h': not a Go duration" in details
+
+
+class _Cache:
+    """An informer's read side over fixed objects."""
+
+    def __init__(self, items: dict[str, Any]) -> None:
+        self._items = items
+
+    def get(self, name: str) -> Any:
+        return self._items.get(name)
+
+    def list(self) -> list[Any]:
+        return list(self._items.values())
+
+    def by_index(self, index: str, value: str) -> list[Any]:
+        return []

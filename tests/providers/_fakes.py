@@ -48,7 +48,9 @@ class FakeRecorder:
 
 
 class FakeSecrets:
-    """The one call the ProviderRegistry makes: reading a Secret."""
+    """What the ProviderRegistry uses of its client: reading a Secret, and its write fence (none here)."""
+
+    fence = None
 
     def __init__(self, secrets: dict[tuple[str, str], dict[str, Any]]) -> None:
         self.secrets = secrets

@@ -890,3 +890,44 @@ def test_an_ec2_instance_stopped_on_its_own_is_failed_not_pending() -> None:
     assert machine is not None
     assert machine.state is MachineState.FAILED
     assert machine.error == "the provider reports the machine as stopped"
+
+
+# -- validate: the NodeClass resolved, nothing made ------------------------------------------------------------
+
+
+def test_validate_resolves_size_image_and_location_and_creates_nothing(cloud: Harness) -> None:
+    provider = cloud.provider
+
+    summary = provider.validate()
+
+    assert summary.startswith("size ") and ", image " in summary
+    assert cloud.cloud.sent(cloud.create_action) == [] and cloud.cloud.machines == {}
+    assert provider.create(SPEC).id == cloud.machine_id  # and a create still works after it
+
+
+def test_validate_on_ec2_names_what_it_resolved(ec2: Harness) -> None:
+    assert ec2.provider.validate() == "size m5.large, image Test Image (ami-57ba933a), location eu-west-1a (0)"
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "named"),
+    [
+        ({"size": "m9.huge"}, "SIZE_NOT_FOUND", "'m9.huge'"),
+        ({"location": "eu-west-1z"}, "LOCATION_NOT_FOUND", "'eu-west-1z'"),
+        ({"image": "no-such-image"}, "IMAGE_NOT_FOUND", "'no-such-image'"),
+        ({"extra_create_args": [ExtraArgument("ex_no_such_arg", 1)]}, "INVALID_CREATE_ARGUMENT", "'ex_no_such_arg'"),
+        (
+            {"user_data": "#cloud-config", "extra_create_args": [ExtraArgument("ex_userdata", "x")]},
+            "CONFLICTING_CREATE_ARGUMENT",
+            "ex_userdata",
+        ),
+    ],
+)
+def test_validate_names_what_does_not_resolve(ec2: Harness, change: dict[str, Any], code: str, named: str) -> None:
+    with pytest.raises(ProviderError) as raised:
+        ec2.make(**change).validate()
+
+    assert raised.value.code == code
+    assert raised.value.error_class is ErrorClass.INVALID_CONFIGURATION
+    assert named in str(raised.value) and str(raised.value).startswith("ec2: ")
+    assert ec2.cloud.sent("RunInstances") == []

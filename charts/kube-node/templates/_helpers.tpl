@@ -61,10 +61,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- toJson (uniq $namespaces) }}
 {{- end }}
 
+{{/*
+The cluster identity to configure: config.cluster-name, clusterName, else the one this release already runs
+with (read from its ConfigMap: an upgrade from a chart whose default was "kube-node" keeps it, so the
+machines it made stay its own), else empty, and kube-node uses the kube-system namespace's uid.
+*/}}
+{{- define "kube-node.clusterName" -}}
+{{- $existing := lookup "v1" "ConfigMap" .Release.Namespace (include "kube-node.fullname" .) }}
+{{- $running := get (dig "data" "config.yaml" "" $existing | fromYaml) "cluster-name" }}
+{{- coalesce (get .Values.config "cluster-name") .Values.clusterName $running | default "" }}
+{{- end }}
+
 {{/* The settings file of `kube-node run --config`; values.config adds to it and wins. */}}
 {{- define "kube-node.config" -}}
 {{- $config := dict
-  "cluster-name" .Values.clusterName
   "log-level" .Values.logLevel
   "log-format" .Values.logFormat
   "status-address" (printf ":%d" (int .Values.metrics.port))
@@ -92,5 +102,22 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.simulator.enabled }}
 {{- $_ := set $config "simulator-dir" "/var/lib/kube-node/simulator" }}
 {{- end }}
+{{- $cluster := include "kube-node.clusterName" . }}
+{{- if $cluster }}
+{{- $_ := set $config "cluster-name" $cluster }}
+{{- end }}
 {{- toYaml (mergeOverwrite $config .Values.config) }}
+{{- end }}
+
+{{/* RBAC subjects from values: User and Group default to the rbac.authorization.k8s.io apiGroup. */}}
+{{- define "kube-node.subjects" -}}
+{{- range . }}
+- kind: {{ .kind }}
+  name: {{ .name | quote }}
+  {{- if eq .kind "ServiceAccount" }}
+  namespace: {{ required "rbac.administrators: a ServiceAccount needs a namespace" .namespace }}
+  {{- else }}
+  apiGroup: {{ .apiGroup | default "rbac.authorization.k8s.io" }}
+  {{- end }}
+{{- end }}
 {{- end }}
