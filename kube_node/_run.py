@@ -80,6 +80,7 @@ class RunOptions:
     context: str | None = None
     cluster: str | None = None  #: --cluster-name; None: the kube-system namespace's uid, read at start-up
     simulator_dir: Path | None = None
+    simulator_seed: int | None = None
     workers: int = 16
     orphan_grace: float = 600.0
     sweep_interval: float = 30.0
@@ -178,6 +179,7 @@ def run(options: RunOptions) -> int:
                 sweep_interval=options.sweep_interval,
             ),
             simulator_dir=options.simulator_dir,
+            simulator_seed=options.simulator_seed,
             autoscaler=options.autoscaler,
             watch_idle_timeout=options.watch_idle_timeout,
         ),

@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="enable the simulator provider and keep its machines in this directory",
     )
     run.add_argument(
+        "--simulator-seed",
+        type=int,
+        default=_env_optional("SIMULATOR_SEED"),
+        help="seed the simulator's fault injection (which creates fail, which machines crash), to replay a run; "
+        "default: random",
+    )
+    run.add_argument(
         "--workers",
         type=int,
         default=int(_env("WORKERS", str(_DEFAULT.workers))),
@@ -316,6 +323,7 @@ def run_options(args: argparse.Namespace) -> _run.RunOptions:
         context=args.context,
         cluster=args.cluster_name or None,  # empty (e.g. `cluster-name:` in the file) is the default
         simulator_dir=args.simulator_dir,
+        simulator_seed=args.simulator_seed,
         workers=args.workers,
         orphan_grace=args.orphan_grace_period,
         sweep_interval=args.sweep_interval,

@@ -131,12 +131,15 @@ def kubectl(binaries: Binaries, control_plane: ControlPlane, kube: KubeClient) -
 
 
 @pytest.fixture
-def manager(kube: KubeClient, tmp_path: Path) -> Iterator[Manager]:
-    """kube-node's controllers, in this process, with the simulator keeping its machines under tmp_path."""
+def manager(kube: KubeClient, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Manager]:
+    """kube-node's controllers, in this process, with the simulator keeping its machines under tmp_path (its
+    faults seeded by a ``simulator_seed`` mark, if the test has one)."""
+    seed = request.node.get_closest_marker("simulator_seed")
     settings = ManagerSettings(
         node_controller=NodeControllerSettings(boot_poll=0.2, orphan_grace=600, sweep_interval=1.0),
         nodeset_controller=NodeSetControllerSettings(replacement_backoff=1.0, failed_instance_ttl=2.0),
         simulator_dir=tmp_path / "simulator",
+        simulator_seed=seed.args[0] if seed else None,
         kubelet_lease_interval=5.0,
     )
     running = Manager(kube, settings)

@@ -47,6 +47,9 @@ ANNOTATION_MACHINE_ERROR: Final = f"{GROUP}/machine-error"
 ANNOTATION_MACHINE_ERROR_CODE: Final = f"{GROUP}/machine-error-code"
 #: How that error should be treated: OutOfResources (quota, stockout), InvalidConfiguration, Transient, Other.
 ANNOTATION_MACHINE_ERROR_CLASS: Final = f"{GROUP}/machine-error-class"
+#: When kube-node first recorded that error (RFC 3339): a failed instance is shown to the cluster-autoscaler
+#: for a while from then, however long the failed call itself took.
+ANNOTATION_MACHINE_ERROR_TIME: Final = f"{GROUP}/machine-error-time"
 
 #: The scheme of the providerIDs kube-node gives its Nodes: ``kube-node://<class>/<node>``.
 PROVIDER_ID_SCHEME: Final = "kube-node://"

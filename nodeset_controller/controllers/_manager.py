@@ -52,6 +52,8 @@ class ManagerSettings:
     nodeclass_controller: NodeClassControllerSettings = field(default_factory=NodeClassControllerSettings)
     autoscaler: PendingPodAutoscalerSettings = field(default_factory=PendingPodAutoscalerSettings)
     simulator_dir: Path | None = None  #: run the simulator provider, keeping its machines here
+    #: the seed of the simulator's faults (which creates are refused, which machines crash); None: random
+    simulator_seed: int | None = None
     kubelet_lease_interval: float = 10.0  #: how often simulated kubelets renew their Lease
     cache_sync_timeout: float = 60.0
     #: seconds a watch may stay silent before it is presumed dead and opened again (see Informer)
@@ -96,7 +98,11 @@ class Manager:
         )
         self.informers: list[Informer[Any]] = [self.nodes, self.nodeclasses, self.nodesets, self.pods, self.pending]
         self.recorder = EventRecorder(client)
-        self.simulator = SimulatorCloud(self.settings.simulator_dir) if self.settings.simulator_dir else None
+        self.simulator = (
+            SimulatorCloud(self.settings.simulator_dir, seed=self.settings.simulator_seed)
+            if self.settings.simulator_dir
+            else None
+        )
         self.kubelets = (
             SimulatedKubelets(
                 client,

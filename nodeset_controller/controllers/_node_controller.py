@@ -32,6 +32,7 @@ from ..api import (
     ANNOTATION_MACHINE_ERROR,
     ANNOTATION_MACHINE_ERROR_CLASS,
     ANNOTATION_MACHINE_ERROR_CODE,
+    ANNOTATION_MACHINE_ERROR_TIME,
     ANNOTATION_MACHINE_ID,
     ANNOTATION_MACHINE_PHASE,
     FINALIZER_MACHINE,
@@ -53,6 +54,7 @@ from ..kube import (
     ObjectReference,
     Result,
     WorkQueue,
+    now_rfc3339,
     run_workers,
 )
 from ..providers import (
@@ -290,6 +292,8 @@ class NodeController:
             elif phase == Phase.RUNNING and unrecorded is None:  # MachineCreated said so for one created running
                 self._event(node, "Normal", "MachineRunning", f"machine {name} is running")
         if phase == Phase.FAILED and node.annotations.get(ANNOTATION_MACHINE_ERROR) != error_text:
+            if node.annotations.get(ANNOTATION_MACHINE_PHASE) != phase:
+                annotations[ANNOTATION_MACHINE_ERROR_TIME] = now_rfc3339(micro=True)
             annotations[ANNOTATION_MACHINE_ERROR] = error_text
             annotations[ANNOTATION_MACHINE_ERROR_CLASS] = str(ErrorClass.OTHER)
             annotations[ANNOTATION_MACHINE_ERROR_CODE] = "MACHINE_FAILED" if machine else "MACHINE_NOT_FOUND"
@@ -449,6 +453,7 @@ class NodeController:
             for key in (ANNOTATION_MACHINE_ERROR_CLASS, ANNOTATION_MACHINE_ERROR_CODE, ANNOTATION_MACHINE_ID)
             if key in annotations
         ):
+            annotations[ANNOTATION_MACHINE_ERROR_TIME] = now_rfc3339(micro=True)
             self._patch(node, {"metadata": {"annotations": annotations}}, precondition=False)
 
     def _event(self, node: NodeRecord, type_: EventType, reason: str, message: str) -> None:
@@ -658,7 +663,12 @@ class _Unrecorded:
     written: bool = False  #: recorded on the Node already; waiting only for the cache to show it
 
 
-_ERROR_ANNOTATIONS = (ANNOTATION_MACHINE_ERROR, ANNOTATION_MACHINE_ERROR_CLASS, ANNOTATION_MACHINE_ERROR_CODE)
+_ERROR_ANNOTATIONS = (
+    ANNOTATION_MACHINE_ERROR,
+    ANNOTATION_MACHINE_ERROR_CLASS,
+    ANNOTATION_MACHINE_ERROR_CODE,
+    ANNOTATION_MACHINE_ERROR_TIME,
+)
 _MAX_BOOT_POLL = 30.0  #: the slowest a booting machine is polled (seconds)
 
 

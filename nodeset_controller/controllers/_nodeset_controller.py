@@ -483,8 +483,12 @@ class NodeSetController:
         quota frees up, when nobody wants it any more. The removal drains like a scale-down unless no machine
         runs behind the Node."""
         ttl = self.settings.failed_instance_ttl
+        # Measured from the failure, not the Node's creation: a create that took longer than the TTL to fail
+        # would otherwise be given back before the autoscaler ever saw its error, and never backed off.
         expired = sorted(
-            n.name for n in active if n.name in failures and n.name not in requested and now - n.created >= ttl
+            n.name
+            for n in active
+            if n.name in failures and n.name not in requested and now - failures[n.name].since >= ttl
         )
         if not expired:
             return

@@ -27,13 +27,14 @@ from ..api import (
     ANNOTATION_MACHINE_ERROR,
     ANNOTATION_MACHINE_ERROR_CLASS,
     ANNOTATION_MACHINE_ERROR_CODE,
+    ANNOTATION_MACHINE_ERROR_TIME,
     ANNOTATION_MACHINE_ID,
     ANNOTATION_MACHINE_PHASE,
     TAINT_STARTUP,
     DeletePolicy,
     NodeSetSpec,
 )
-from ..kube import NodeRecord
+from ..kube import NodeRecord, parse_time
 
 #: Error classes after which a machine will not come by retrying the same create soon.
 _REFUSED_CLASSES = ("OutOfResources", "InvalidConfiguration")
@@ -48,6 +49,15 @@ class Failure:
 
     reason: str  #: MachineFailed, MachineVanished, CreationRefused, NotRegistered or Unhealthy
     message: str
+    #: When the Node began to count as failed (epoch seconds): the error recorded, the registration timeout or
+    #: the unhealthy condition's timeout run out.
+    since: float = 0.0
+
+
+def _error_time(node: NodeRecord) -> float:
+    """When kube-node recorded the Node's machine error (its creation time for errors recorded before the
+    time was)."""
+    return parse_time(node.annotations.get(ANNOTATION_MACHINE_ERROR_TIME)) or node.created
 
 
 def is_ready(node: NodeRecord) -> bool:
@@ -76,29 +86,34 @@ def failure_of(node: NodeRecord, now: float, spec: NodeSetSpec) -> Failure | Non
     if annotations.get(ANNOTATION_MACHINE_PHASE) == "Failed":
         error = annotations.get(ANNOTATION_MACHINE_ERROR, "its machine failed")
         if annotations.get(ANNOTATION_MACHINE_ERROR_CODE) == "MACHINE_NOT_FOUND":
-            return Failure("MachineVanished", error)
-        return Failure("MachineFailed", error)
+            return Failure("MachineVanished", error, _error_time(node))
+        return Failure("MachineFailed", error, _error_time(node))
     if (
         ANNOTATION_MACHINE_ID not in annotations
         and annotations.get(ANNOTATION_MACHINE_ERROR_CLASS) in _REFUSED_CLASSES
         and annotations.get(ANNOTATION_MACHINE_ERROR_CODE) not in _OBSERVER_CODES
     ):
-        return Failure("CreationRefused", annotations.get(ANNOTATION_MACHINE_ERROR, "its machine was refused"))
+        error = annotations.get(ANNOTATION_MACHINE_ERROR, "its machine was refused")
+        return Failure("CreationRefused", error, _error_time(node))
     if node.has_taint(TAINT_STARTUP):  # never Ready yet: only the registration timeout applies
         timeout = spec.replacement.registration_timeout_seconds
         if node.ready is not True and now - node.created > timeout:
-            return Failure("NotRegistered", f"it did not become Ready within {timeout} s of its creation")
+            return Failure(
+                "NotRegistered", f"it did not become Ready within {timeout} s of its creation", node.created + timeout
+            )
         return None
     for condition in spec.health_check.unhealthy_conditions:
         for kind, status, since in node.conditions:
             if kind != condition.type or status != condition.status:
                 continue
-            held = now - (since if since is not None else node.created)
+            began = since if since is not None else node.created
+            held = now - began
             if held >= condition.timeout_seconds:
                 return Failure(
                     "Unhealthy",
                     f"its condition {kind} has been {status} for {held:.0f} s "
                     f"(healthCheck timeout {condition.timeout_seconds} s)",
+                    began + condition.timeout_seconds,
                 )
     return None
 

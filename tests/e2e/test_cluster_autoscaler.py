@@ -4,6 +4,7 @@ plane with kube-scheduler and kube-controller-manager and kube-node running with
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -18,6 +19,7 @@ from nodeset_controller.api import LABEL_NODESET
 from nodeset_controller.controllers import Manager
 from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient, Resource
 from tests.conftest import REPO, Provider, eventually, nodeset_manifest, simulator_nodeclass
+from tests.nodesets.test_bad_cloud import BAD_CLOUD
 
 pytestmark = pytest.mark.controlplane
 
@@ -201,6 +203,110 @@ def test_quota_failures_make_the_autoscaler_back_off_at_once(
     finally:
         autoscaler.stop()
     shutil.copy(autoscaler.log_path, tmp_path / "cluster-autoscaler.log")
+
+
+#: klog's time of day at the start of a line ("W1203 17:50:01.123456 ..."), and the end of a back-off.
+_KLOG_TIME = re.compile(r"^[IWEF]\d{4} (\d\d):(\d\d):(\d\d\.\d+)")
+_BACKOFF = re.compile(r"Disabling scale-up for node group (\S+) until \S+ (\d\d):(\d\d):(\d\d(?:\.\d+)?)")
+
+
+def _seconds(hours: str, minutes: str, seconds: str) -> float:
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def backoffs_and_scale_ups(log: str, group: str) -> tuple[list[tuple[float, float]], list[float]]:
+    """From a cluster-autoscaler log: each back-off of ``group`` as (when, until), and when each scale-up of it
+    was decided, as seconds since midnight (the test never spans one)."""
+    backoffs: list[tuple[float, float]] = []
+    scale_ups: list[float] = []
+    for line in log.splitlines():
+        at = _KLOG_TIME.match(line)
+        if at is None:
+            continue
+        when = _seconds(*at.groups())
+        backoff = _BACKOFF.search(line)
+        if backoff is not None and backoff.group(1) == group:
+            backoffs.append((when, _seconds(*backoff.groups()[1:])))
+        elif f"setting group {group} size to" in line:
+            scale_ups.append(when)
+    return backoffs, scale_ups
+
+
+# With this seed the simulator refuses the first create for quota, then lets the next five through (its draws are
+# in call order, whichever Node makes the call): the back-off below is certain, not a 70%-per-create chance.
+@pytest.mark.simulator_seed(3)
+def test_a_bad_cloud_makes_the_autoscaler_back_off_then_it_converges_within_bounds_and_nothing_leaks(
+    kube: KubeClient,
+    control_plane: ControlPlane,
+    manager: Manager,
+    provider: Provider,
+    namespace: str,
+    autoscaler_binary: Path,
+    tmp_path: Path,
+) -> None:
+    """The bad cloud of tests/nodesets/test_bad_cloud.py (30% of creates refused for quota, 10% of destroys
+    failing, 5% of machines crashing, creates ten times slower than boot) under the real cluster-autoscaler: it
+    is told OutOfResources for the refused machine, backs the group off and scales it up again only once the
+    back-off is over; the pods all run, the NodeSet never passes its maximum, and nothing leaks on the way down."""
+    assert manager.simulator is not None
+    kube.create(NODECLASSES, simulator_nodeclass("flaky", **BAD_CLOUD))
+    kube.create(
+        NODESETS,
+        nodeset_manifest("flaky", 0, nodeclass="flaky", maxReplicas=6, autoscaling={"mode": "ClusterAutoscaler"}),
+    )
+    autoscaler = Autoscaler(
+        autoscaler_binary,
+        control_plane,
+        provider,
+        tmp_path,
+        "bad-cloud",
+        # A long provision time, so a back-off can only come from the instance errors; short back-offs, so the
+        # test sees the group scaled up again after one.
+        "--max-node-provision-time=15m",
+        "--initial-node-group-backoff-duration=5s",
+        "--max-node-group-backoff-duration=10s",
+    )
+    most_replicas = 0
+
+    def all_running() -> bool:
+        nonlocal most_replicas
+        most_replicas = max(most_replicas, kube.get(NODESETS, "flaky")["spec"]["replicas"])
+        return running_pods(kube, namespace) == 8
+
+    try:
+        # Eight pods of 1.5 CPU: four 4-CPU Nodes.
+        kube.create(DEPLOYMENTS, deployment(8, "flaky", "1500m"), namespace)
+        eventually(all_running, timeout=240, interval=0.5, what=f"8 pods Running\n{autoscaler.tail()}")
+        log = autoscaler.log()
+        refused = [name for name, _, error in manager.simulator.create_log if error == "QUOTA_EXCEEDED"]
+        assert refused, "the seeded simulator refused no create"
+        assert "errorCode=QUOTA_EXCEEDED" in log and "OutOfResource" in log, autoscaler.tail()
+        backoffs, scale_ups = backoffs_and_scale_ups(log, "flaky")
+        assert backoffs, autoscaler.tail()
+        # Backed off means no scale-up of the group while the back-off lasts (0.5 s of slack for the log's
+        # clock against the back-off's), and a scale-up once it is over (the pods could not all run otherwise).
+        for started, until in backoffs:
+            during = [at for at in scale_ups if started < at < until - 0.5]
+            assert not during, f"scaled up at {during} while backed off {started}..{until}\n{autoscaler.tail()}"
+        assert any(at >= backoffs[0][1] - 0.5 for at in scale_ups), autoscaler.tail()
+        assert most_replicas <= 6
+
+        kube.patch(DEPLOYMENTS, "load", {"spec": {"replicas": 0}}, namespace)
+        eventually(
+            lambda: not set_members(kube, "flaky"),
+            timeout=180,
+            interval=0.5,
+            what=f"every Node of the set gone\n{autoscaler.tail()}",
+        )
+        eventually(
+            lambda: not [m for m in manager.simulator.machines() if m.nodeclass == "flaky"],
+            timeout=60,
+            what="every machine destroyed (none leaked), 10% of destroys failing",
+        )
+        assert kube.get(NODESETS, "flaky")["spec"]["replicas"] == 0
+        assert autoscaler.process.poll() is None, autoscaler.tail()
+    finally:
+        autoscaler.stop()
 
 
 def test_each_nodeset_is_driven_only_by_its_own_autoscaler(

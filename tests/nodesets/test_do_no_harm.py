@@ -104,9 +104,12 @@ def test_a_nodeclass_deleted_and_recreated_removes_no_node_of_any_mode(kube: Kub
     machines = sorted(m.id for m in manager.simulator.machines())
     before = {s: names(members(kube, s)) for s in ("manual", "by-ca")}
 
-    # What a GitOps tool may do: delete the NodeClass (whatever holds it back), and apply it again later.
-    kube.patch(NODECLASSES, "sim", {"metadata": {"finalizers": None}})
+    # What a GitOps tool may do: delete the NodeClass (whatever holds it back), and apply it again later. Deleted
+    # first, then its in-use finalizer removed: the other order races kube-node putting the finalizer back.
     kube.delete(NODECLASSES, "sim")
+    assert kube.get(NODECLASSES, "sim")["metadata"]["finalizers"], "held by its in-use finalizer"
+    kube.patch(NODECLASSES, "sim", {"metadata": {"finalizers": None}})
+    eventually(lambda: manager.nodeclasses.get("sim") is None, what="kube-node to see the NodeClass gone")
 
     def all_told() -> bool:
         manager.recorder.flush()

@@ -219,6 +219,30 @@ def test_node_group_nodes_reports_states_and_quota_errors(kube: KubeClient, prov
     assert "quota exceeded" in failed.status.errorInfo.errorMessage
 
 
+def test_a_create_that_fails_slower_than_the_ttl_is_still_shown_for_the_ttl_from_its_failure(
+    kube: KubeClient, provider: Provider
+) -> None:
+    """A failed instance stays in NodeGroupNodes for failed_instance_ttl (2 s here) from its error, not from the
+    Node's creation: a create that took 3 s to be refused used to be given back at once, before the
+    cluster-autoscaler could see its error and back the group off."""
+    kube.create(NODECLASSES, simulator_nodeclass("slow-starved", createFailureRate=1, createDelaySeconds=3))
+    kube.create(NODESETS, nodeset_manifest("slow-bad", 1, nodeclass="slow-starved", **CA))
+
+    def errored() -> pb.Instance | None:
+        found = provider.stub.NodeGroupNodes(pb.NodeGroupNodesRequest(id="slow-bad")).instances
+        return found[0] if found and found[0].status.HasField("errorInfo") else None
+
+    failed = eventually(errored, timeout=30, interval=0.05)
+    seen = time.monotonic()
+    assert failed.status.errorInfo.errorCode == "QUOTA_EXCEEDED"
+    while time.monotonic() - seen < 1.0:  # the TTL is 2 s from the error, written just before it was seen
+        instances = provider.stub.NodeGroupNodes(pb.NodeGroupNodesRequest(id="slow-bad")).instances
+        assert [i.id for i in instances] == [failed.id], "the failed instance was given back before its TTL"
+        time.sleep(0.05)
+    # Then it is given back: the Node goes and replicas with it.
+    eventually(lambda: kube.get(NODESETS, "slow-bad")["spec"]["replicas"] == 0, timeout=30)
+
+
 def test_template_node_info_is_a_full_node_in_both_fields(kube: KubeClient, provider: Provider) -> None:
     nodeclass = simulator_nodeclass()
     nodeclass["spec"] |= {
