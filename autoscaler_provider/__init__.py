@@ -1,7 +1,6 @@
 """The cluster-autoscaler's externalgrpc CloudProvider, serving NodeSets as node groups."""
 
 from ._cloud_provider import (
-    CLUSTER_AUTOSCALER_MODE,
     DEFAULT_MAX_SIZE,
     CloudProviderService,
     DurationError,
@@ -12,7 +11,6 @@ from ._server import SERVICE_NAME, ProviderServer, TLSConfigError, TLSFiles
 from ._template import template_node
 
 __all__ = [
-    "CLUSTER_AUTOSCALER_MODE",
     "DEFAULT_MAX_SIZE",
     "SERVICE_NAME",
     "CloudProviderService",

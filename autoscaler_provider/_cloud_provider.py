@@ -32,20 +32,16 @@ from nodeset_controller.api import (
     ANNOTATION_MACHINE_PHASE,
     LABEL_GPU,
     LABEL_NODESET,
+    MODE_CLUSTER_AUTOSCALER,
     NodeClass,
     NodeSet,
-)
-from nodeset_controller.controllers import (
-    RemovalConflictError,
-    RemovalOfGoneNodesError,
-    is_member,
+    QuantityError,
     node_allocatable_units,
-    nodeset_members,
-    request_removal,
     requested_nodes,
 )
+from nodeset_controller.controllers import RemovalConflictError, RemovalOfGoneNodesError, request_removal
 from nodeset_controller.failpoints import MID_DELETE_NODES, failpoint
-from nodeset_controller.kube import NODESETS, ApiError, Informer, KubeClient, NodeRecord, QuantityError
+from nodeset_controller.kube import NODESETS, ApiError, Informer, KubeClient, NodeRecord, is_member, nodeset_members
 
 from ._proto import externalgrpc_pb2 as pb
 from ._proto import externalgrpc_pb2_grpc as pb_grpc
@@ -53,7 +49,6 @@ from ._template import template_node
 
 log = logging.getLogger(__name__)
 
-CLUSTER_AUTOSCALER_MODE = "ClusterAutoscaler"
 #: maxSize of a NodeSet without maxReplicas.
 DEFAULT_MAX_SIZE = 1000
 #: instanceErrorClass values (cloudprovider.InstanceErrorClass).
@@ -199,7 +194,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
 
     def _groups(self) -> list[NodeSet]:
         return sorted(
-            (ns for ns in self._nodesets.list() if ns.spec.autoscaling.mode == CLUSTER_AUTOSCALER_MODE),
+            (ns for ns in self._nodesets.list() if ns.spec.autoscaling.mode == MODE_CLUSTER_AUTOSCALER),
             key=lambda ns: ns.metadata.name,
         )
 
@@ -209,11 +204,11 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
         nodeset = self._nodesets.get(group_id)
         if nodeset is None:
             raise RpcError(grpc.StatusCode.NOT_FOUND, f"node group {_shown(group_id)}: no NodeSet of that name")
-        if nodeset.spec.autoscaling.mode != CLUSTER_AUTOSCALER_MODE:
+        if nodeset.spec.autoscaling.mode != MODE_CLUSTER_AUTOSCALER:
             raise RpcError(
                 grpc.StatusCode.NOT_FOUND,
                 f"node group {group_id}: NodeSet {group_id} has autoscaling.mode {nodeset.spec.autoscaling.mode}, "
-                f"not {CLUSTER_AUTOSCALER_MODE}",
+                f"not {MODE_CLUSTER_AUTOSCALER}",
             )
         return nodeset
 
@@ -241,7 +236,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
         if record is None:
             return None
         nodeset = self._nodesets.get(record.labels.get(LABEL_NODESET, ""))
-        if nodeset is None or nodeset.spec.autoscaling.mode != CLUSTER_AUTOSCALER_MODE:
+        if nodeset is None or nodeset.spec.autoscaling.mode != MODE_CLUSTER_AUTOSCALER:
             return None
         return nodeset if is_member(record, nodeset) else None
 
@@ -297,7 +292,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
         nodeset = self._group_of(request.node)
         if nodeset is None:  # a template node: labelled with its group
             labelled = self._nodesets.get(request.node.labels.get(LABEL_NODESET, ""))
-            if labelled is not None and labelled.spec.autoscaling.mode == CLUSTER_AUTOSCALER_MODE:
+            if labelled is not None and labelled.spec.autoscaling.mode == MODE_CLUSTER_AUTOSCALER:
                 nodeset = labelled
         if nodeset is None:
             raise RpcError(

@@ -14,8 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
-from nodeset_controller.api import NodeClass, NodeSet
-from nodeset_controller.controllers import node_labels, node_resources, node_taints
+from nodeset_controller.api import NodeClass, NodeSet, node_labels, node_resources, node_taints
 from nodeset_controller.kube import NodeRecord
 
 from ._proto import k8s_node_pb2

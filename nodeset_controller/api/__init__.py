@@ -1,5 +1,15 @@
-"""kube-node's public API (kube-node.io/v1alpha1): names, typed models and the CRD manifests."""
+"""kube-node's public API (kube-node.io/v1alpha1), and the rules every reader of its objects shares.
 
+- ``_names``: the group, kinds, labels, annotations, finalizers, taints and providerIDs;
+- ``_types``, ``_model``: typed models of NodeClass and NodeSet, read from and written to JSON;
+- ``_crds``: the CRD manifests (``crds/``);
+- ``_conditions``, ``_time``: status conditions and timestamps as the API writes them;
+- ``_quantity``: resource quantities, parsed and bounded as Kubernetes does;
+- ``_removal_requests``: the NodeSet annotation naming Nodes whose removal was asked for;
+- ``_node_template``: what every Node of a NodeSet looks like (labels, taints, resources).
+"""
+
+from ._conditions import condition_json, make_condition
 from ._crds import crd_manifests, crd_yaml
 from ._model import ModelError
 from ._names import (
@@ -30,7 +40,25 @@ from ._names import (
     nodeset_selector,
     provider_id,
 )
+from ._node_template import (
+    CAPACITY_TOLERANCE,
+    DEFAULT_PODS,
+    NodeResources,
+    RegisteredNode,
+    capacity_differences,
+    node_allocatable_units,
+    node_capacity,
+    node_labels,
+    node_resources,
+    node_taints,
+)
+from ._quantity import QuantityError, QuantityRangeError, parse_quantity, resource_list, resource_units
+from ._removal_requests import format_names, parse_names, requested_nodes
+from ._time import now_rfc3339, parse_time
 from ._types import (
+    MODE_CLUSTER_AUTOSCALER,
+    MODE_KUBE_NODE,
+    MODE_MANUAL,
     AutoscalingMode,
     AutoscalingSettings,
     ClusterAutoscalerOptions,
@@ -68,12 +96,17 @@ __all__ = [
     "ANNOTATION_MACHINE_PHASE",
     "ANNOTATION_REMOVAL_REASON",
     "API_VERSION",
+    "CAPACITY_TOLERANCE",
+    "DEFAULT_PODS",
     "FINALIZER_IN_USE",
     "FINALIZER_MACHINE",
     "GROUP",
     "LABEL_GPU",
     "LABEL_NODECLASS",
     "LABEL_NODESET",
+    "MODE_CLUSTER_AUTOSCALER",
+    "MODE_KUBE_NODE",
+    "MODE_MANUAL",
     "NODECLASS_KIND",
     "NODECLASS_PLURAL",
     "NODESET_KIND",
@@ -93,6 +126,7 @@ __all__ = [
     "NodeClass",
     "NodeClassSpec",
     "NodeClassStatus",
+    "NodeResources",
     "NodeSet",
     "NodeSetSpec",
     "NodeSetStatus",
@@ -100,13 +134,32 @@ __all__ = [
     "NodeTemplateMetadata",
     "NodeTemplateSpec",
     "ObjectMeta",
+    "QuantityError",
+    "QuantityRangeError",
+    "RegisteredNode",
     "ReplacementSettings",
     "SecretReference",
     "Taint",
     "TaintEffect",
     "UnhealthyCondition",
+    "capacity_differences",
+    "condition_json",
     "crd_manifests",
     "crd_yaml",
+    "format_names",
+    "make_condition",
+    "node_allocatable_units",
+    "node_capacity",
+    "node_labels",
+    "node_resources",
+    "node_taints",
     "nodeset_selector",
+    "now_rfc3339",
+    "parse_names",
+    "parse_quantity",
+    "parse_time",
     "provider_id",
+    "requested_nodes",
+    "resource_list",
+    "resource_units",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Final, Literal, Self
 
 from ._model import from_dict, to_dict
 from ._names import API_VERSION, NODECLASS_KIND, NODESET_KIND, nodeset_selector
@@ -16,6 +16,12 @@ from ._names import API_VERSION, NODECLASS_KIND, NODESET_KIND, nodeset_selector
 TaintEffect = Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]
 DeletePolicy = Literal["Random", "Oldest", "Newest"]
 AutoscalingMode = Literal["Manual", "ClusterAutoscaler", "KubeNode"]
+#: ``spec.autoscaling.mode``: replicas change only when someone sets them.
+MODE_MANUAL: Final = "Manual"
+#: ``spec.autoscaling.mode``: the cluster-autoscaler sizes the set, through kube-node's externalgrpc provider.
+MODE_CLUSTER_AUTOSCALER: Final = "ClusterAutoscaler"
+#: ``spec.autoscaling.mode``: kube-node's own pending-pod autoscaler sizes the set.
+MODE_KUBE_NODE: Final = "KubeNode"
 
 
 @dataclass
@@ -33,13 +39,19 @@ class ObjectMeta:
     finalizers: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Taint:
-    """A taint, as on a core/v1 Node."""
+    """A taint, as on a core/v1 Node (a NodeClass's, a template's, or a cached Node's)."""
 
     key: str
     effect: TaintEffect
-    value: str | None = None
+    value: str | None = None  #: None for no value (a Node's taint without one, or with an empty one)
+
+    def to_json(self) -> dict[str, str]:
+        """The taint as a Node's spec.taints holds it (no empty value)."""
+        if self.value:
+            return {"key": self.key, "value": self.value, "effect": self.effect}
+        return {"key": self.key, "effect": self.effect}
 
 
 @dataclass

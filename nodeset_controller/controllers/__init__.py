@@ -2,21 +2,11 @@
 protection and status of NodeClasses), the pending-pod autoscaler, and the Manager that runs them."""
 
 from ._manager import Manager, ManagerSettings
-from ._membership import is_foreign, is_member, nodeset_members
 from ._node_controller import NodeController, NodeControllerSettings, Phase
-from ._node_template import (
-    NodeResources,
-    capacity_differences,
-    node_allocatable_units,
-    node_capacity,
-    node_labels,
-    node_resources,
-    node_taints,
-)
 from ._nodeclass_controller import NodeClassController, NodeClassControllerSettings
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
 from ._pending_pods import PendingPodAutoscaler, PendingPodAutoscalerSettings
-from ._removal import RemovalConflictError, RemovalOfGoneNodesError, request_removal, requested_nodes
+from ._removal import RemovalConflictError, RemovalOfGoneNodesError, request_removal
 from ._scale_down import Failure, choose_victims, failure_of, is_failed, is_ready, machine_gone, remediation_budget
 
 __all__ = [
@@ -27,7 +17,6 @@ __all__ = [
     "NodeClassControllerSettings",
     "NodeController",
     "NodeControllerSettings",
-    "NodeResources",
     "NodeSetController",
     "NodeSetControllerSettings",
     "PendingPodAutoscaler",
@@ -35,21 +24,11 @@ __all__ = [
     "Phase",
     "RemovalConflictError",
     "RemovalOfGoneNodesError",
-    "capacity_differences",
     "choose_victims",
     "failure_of",
     "is_failed",
-    "is_foreign",
-    "is_member",
     "is_ready",
     "machine_gone",
-    "node_allocatable_units",
-    "node_capacity",
-    "node_labels",
-    "node_resources",
-    "node_taints",
-    "nodeset_members",
     "remediation_budget",
     "request_removal",
-    "requested_nodes",
 ]

@@ -39,6 +39,7 @@ from ..api import (
     LABEL_NODECLASS,
     TAINT_STARTUP,
     NodeClass,
+    now_rfc3339,
     provider_id,
 )
 from ..failpoints import AFTER_MACHINE_CREATE, AFTER_MACHINE_DESTROY, failpoint
@@ -54,7 +55,6 @@ from ..kube import (
     ObjectReference,
     Result,
     WorkQueue,
-    now_rfc3339,
     run_workers,
 )
 from ..providers import (

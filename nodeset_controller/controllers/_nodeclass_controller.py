@@ -32,7 +32,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..api import FINALIZER_IN_USE, LABEL_NODECLASS, Condition, NodeClass, NodeSet
+from ..api import (
+    FINALIZER_IN_USE,
+    LABEL_NODECLASS,
+    Condition,
+    NodeClass,
+    NodeSet,
+    capacity_differences,
+    condition_json,
+    make_condition,
+    node_resources,
+)
 from ..kube import (
     NODECLASSES,
     NODES,
@@ -49,8 +59,6 @@ from ..kube import (
     run_workers,
 )
 from ..providers import ErrorClass, ProviderError, ProviderRegistry
-from ._node_template import capacity_differences, node_resources
-from ._nodeset_controller import condition_json, make_condition
 
 log = logging.getLogger(__name__)
 

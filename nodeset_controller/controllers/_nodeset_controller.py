@@ -41,13 +41,20 @@ from ..api import (
     FINALIZER_MACHINE,
     LABEL_NODECLASS,
     LABEL_NODESET,
+    MODE_MANUAL,
     NODESET_KIND,
     TAINT_STARTUP,
-    Condition,
     NodeClass,
     NodeSet,
+    condition_json,
+    make_condition,
+    node_labels,
+    node_taints,
     nodeset_selector,
+    now_rfc3339,
+    parse_time,
     provider_id,
+    requested_nodes,
 )
 from ..failpoints import MID_DRAIN, failpoint
 from ..kube import (
@@ -63,15 +70,14 @@ from ..kube import (
     PodRecord,
     Result,
     WorkQueue,
-    now_rfc3339,
-    parse_time,
+    is_foreign,
+    is_member,
+    labelled,
     run_workers,
 )
 from ._drain import Drainer
 from ._expectations import Expectations
-from ._membership import is_foreign, is_member, labelled
-from ._node_template import node_labels, node_taints
-from ._removal import prune_requested, request_removal, requested_nodes
+from ._removal import prune_requested, request_removal
 from ._scale_down import (
     Failure,
     RemediationBudget,
@@ -250,7 +256,7 @@ class NodeSetController:
         replacing = in_flight
         requested = requested_nodes(nodeset)
         if failures:
-            if nodeset.spec.autoscaling.mode == "Manual":
+            if nodeset.spec.autoscaling.mode == MODE_MANUAL:
                 active, replacing = self._replace_failed(nodeset, active, failures, in_flight, now)
             else:
                 self._remove_failed_instances(nodeset, active, failures, requested, now)
@@ -742,35 +748,6 @@ class NodeSetController:
 
     def _event_node(self, node: NodeRecord, type_: EventType, reason: str, message: str) -> None:
         self._recorder.event(ObjectReference("Node", node.name, node.uid), type_, reason, message)
-
-
-def condition_json(condition: Condition) -> dict[str, object]:
-    """A condition as the API server takes it."""
-    entry: dict[str, object] = {
-        "type": condition.type,
-        "status": condition.status,
-        "reason": condition.reason,
-        "message": condition.message,
-        "lastTransitionTime": condition.last_transition_time,
-    }
-    if condition.observed_generation is not None:
-        entry["observedGeneration"] = condition.observed_generation
-    return entry
-
-
-def make_condition(kind: str, values: tuple[str, str, str], old: Condition | None, generation: int | None) -> Condition:
-    """A condition of ``kind`` with (status, reason, message), keeping ``old``'s transition time if the status
-    did not change."""
-    status, reason, message = values
-    changed = old is None or old.status != status
-    return Condition(
-        type=kind,
-        status=status,  # type: ignore[arg-type]
-        reason=reason,
-        message=message,
-        last_transition_time=now_rfc3339() if changed or old is None else old.last_transition_time,
-        observed_generation=generation,
-    )
 
 
 def _node_name(nodeset: str) -> str:

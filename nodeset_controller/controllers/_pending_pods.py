@@ -28,7 +28,21 @@ import time
 from dataclasses import dataclass, field
 
 from .. import metrics
-from ..api import ANNOTATION_MACHINE_ERROR_CLASS, NodeClass, NodeSet
+from ..api import (
+    ANNOTATION_MACHINE_ERROR_CLASS,
+    MODE_KUBE_NODE,
+    NodeClass,
+    NodeSet,
+    QuantityError,
+    Taint,
+    condition_json,
+    make_condition,
+    node_allocatable_units,
+    node_labels,
+    node_taints,
+    requested_nodes,
+    resource_list,
+)
 from ..kube import (
     NODESETS,
     ApiError,
@@ -40,16 +54,11 @@ from ..kube import (
     NotLeaderError,
     ObjectReference,
     PodRecord,
-    QuantityError,
     Resource,
-    Taint,
-    resource_list,
+    nodeset_members,
 )
 from ._drain import must_leave
-from ._membership import nodeset_members
-from ._node_template import node_allocatable_units, node_labels, node_taints
-from ._nodeset_controller import condition_json, make_condition
-from ._removal import request_removal, requested_nodes
+from ._removal import request_removal
 from ._scale_down import is_failed, is_ready
 from ._scheduling import (
     LabelSelector,
@@ -65,7 +74,6 @@ log = logging.getLogger(__name__)
 
 _CONTROLLER = "pending-pod-autoscaler"
 
-KUBE_NODE_MODE = "KubeNode"
 #: The NodeSet condition this autoscaler owns: whether something holds its scale-up back.
 LIMITED = "ScalingLimited"
 #: The reason (of that condition and of a Warning Event) when the NodeSet's class has a capacity no Node could
@@ -176,7 +184,7 @@ class PendingPodAutoscaler:
 
     def run_once(self) -> None:
         """One round: scale up for pending pods, then scale down empty Nodes."""
-        sets = [ns for ns in self._nodesets.list() if ns.spec.autoscaling.mode == KUBE_NODE_MODE]
+        sets = [ns for ns in self._nodesets.list() if ns.spec.autoscaling.mode == MODE_KUBE_NODE]
         if not sets:
             return
         self.scale_up(sets)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ..api import ANNOTATION_DELETE_REQUESTED_NODES, NodeSet
+from ..api import ANNOTATION_DELETE_REQUESTED_NODES, NodeSet, format_names, parse_names, requested_nodes
 from ..kube import NODESETS, ApiError, KubeClient
 
 _MAX_ATTEMPTS = 20
@@ -29,16 +29,6 @@ class RemovalOfGoneNodesError(RuntimeError):
     def __init__(self, nodeset: str, names: list[str]) -> None:
         super().__init__(f"NodeSet {nodeset}: {', '.join(names)} no longer exist; nothing was recorded")
         self.names = names
-
-
-def requested_nodes(nodeset: NodeSet) -> set[str]:
-    """The Nodes whose removal was requested on ``nodeset``."""
-    return parse_names(nodeset.metadata.annotations.get(ANNOTATION_DELETE_REQUESTED_NODES, ""))
-
-
-def parse_names(value: str) -> set[str]:
-    """The names in a comma-separated list."""
-    return {name for name in value.split(",") if name}
 
 
 def request_removal(
@@ -67,7 +57,7 @@ def request_removal(
         patch = {
             "metadata": {
                 "resourceVersion": current["metadata"]["resourceVersion"],
-                "annotations": {ANNOTATION_DELETE_REQUESTED_NODES: ",".join(sorted(listed | new))},
+                "annotations": {ANNOTATION_DELETE_REQUESTED_NODES: format_names(listed | new)},
             },
             "spec": {"replicas": replicas},
         }
@@ -89,7 +79,7 @@ def prune_requested(client: KubeClient, nodeset: NodeSet, present: set[str]) -> 
     patch = {
         "metadata": {
             "resourceVersion": nodeset.metadata.resource_version,
-            "annotations": {ANNOTATION_DELETE_REQUESTED_NODES: ",".join(sorted(keep)) or None},
+            "annotations": {ANNOTATION_DELETE_REQUESTED_NODES: format_names(keep) or None},
         }
     }
     try:

@@ -33,8 +33,9 @@ from ..api import (
     TAINT_STARTUP,
     DeletePolicy,
     NodeSetSpec,
+    parse_time,
 )
-from ..kube import NodeRecord, parse_time
+from ..kube import NodeRecord
 
 #: Error classes after which a machine will not come by retrying the same create soon.
 _REFUSED_CLASSES = ("OutOfResources", "InvalidConfiguration")

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ..kube import JSON, PodRecord, Taint, effective_requests
+from ..api import Taint
+from ..kube import JSON, PodRecord, effective_requests
 
 HOSTNAME_TOPOLOGY = "kubernetes.io/hostname"
 

@@ -23,16 +23,13 @@ from ._fence import NotLeaderError, WriteFence
 from ._informer import DEFAULT_WATCH_IDLE_TIMEOUT, Informer, object_key, wait_for_sync, watch_timeout_for
 from ._install import install_crds
 from ._leader import LeaderElectionSettings, LeaderElector, LeaderState
-from ._quantity import QuantityError, parse_quantity, resource_list, resource_units
+from ._membership import is_foreign, is_member, labelled, nodeset_members
 from ._records import (
     NodeRecord,
     PodRecord,
-    Taint,
     effective_requests,
     nodeclass_from_json,
     nodeset_from_json,
-    now_rfc3339,
-    parse_time,
 )
 from ._resources import NODECLASSES, NODESETS
 from ._workqueue import Reconcile, Result, WorkQueue, run_workers
@@ -66,23 +63,20 @@ __all__ = [
     "NotLeaderError",
     "ObjectReference",
     "PodRecord",
-    "QuantityError",
     "Reconcile",
     "Resource",
     "Result",
-    "Taint",
     "WorkQueue",
     "WriteFence",
     "effective_requests",
     "install_crds",
+    "is_foreign",
+    "is_member",
+    "labelled",
     "nodeclass_from_json",
     "nodeset_from_json",
-    "now_rfc3339",
+    "nodeset_members",
     "object_key",
-    "parse_quantity",
-    "parse_time",
-    "resource_list",
-    "resource_units",
     "run_workers",
     "wait_for_sync",
     "watch_timeout_for",

@@ -18,10 +18,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from ..api import API_VERSION, NodeClass, NodeSet
+from ..api import API_VERSION, NodeClass, NodeSet, now_rfc3339
 from ._client import ApiError, KubeClient, Resource
 from ._fence import NotLeaderError
-from ._records import now_rfc3339
 
 log = logging.getLogger(__name__)
 

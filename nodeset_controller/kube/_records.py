@@ -6,47 +6,15 @@ below, and of the annotations only kube-node's own.
 
 from __future__ import annotations
 
-import datetime
 import re
-import time
 from dataclasses import dataclass, field
+from typing import cast
 
-from ..api import GROUP, NodeClass, NodeSet
+from ..api import GROUP, NodeClass, NodeSet, Taint, TaintEffect, parse_time, resource_list
 from ._client import JSON
-from ._quantity import resource_list
 
 _OWN_PREFIX = f"{GROUP}/"
 _OWNER_API = re.compile(rf"^{re.escape(GROUP)}/[^/]+$")
-
-
-def now_rfc3339(*, micro: bool = False, at: float | None = None) -> str:
-    """An RFC 3339 UTC timestamp for the API server: whole seconds (metav1.Time), or with microseconds."""
-    moment = datetime.datetime.fromtimestamp(time.time() if at is None else at, datetime.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if micro else "%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(value: str | None) -> float | None:
-    """Seconds since the epoch for an RFC 3339 timestamp from the API server, or None."""
-    if not value:
-        return None
-    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-
-
-@dataclass(frozen=True)
-class Taint:
-    """A Node taint."""
-
-    key: str
-    effect: str
-    value: str = ""
-
-    def to_json(self) -> dict[str, str]:
-        """The taint as a Node's spec.taints holds it (no empty value)."""
-        return (
-            {"key": self.key, "value": self.value, "effect": self.effect}
-            if self.value
-            else {"key": self.key, "effect": self.effect}
-        )
 
 
 @dataclass(frozen=True)
@@ -99,7 +67,10 @@ class NodeRecord:
             annotations={k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(_OWN_PREFIX)},
             finalizers=tuple(meta.get("finalizers") or ()),
             provider_id=spec.get("providerID", ""),
-            taints=tuple(Taint(t["key"], t.get("effect", ""), t.get("value", "")) for t in spec.get("taints") or ()),
+            taints=tuple(
+                Taint(t["key"], cast(TaintEffect, t.get("effect", "")), t.get("value") or None)
+                for t in spec.get("taints") or ()
+            ),
             unschedulable=bool(spec.get("unschedulable")),
             ready=ready,
             ready_changed=ready_changed,

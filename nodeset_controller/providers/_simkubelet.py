@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from ..api import now_rfc3339
 from ..kube import (
     DEFAULT_WATCH_IDLE_TIMEOUT,
     LEASES,
@@ -28,7 +29,6 @@ from ..kube import (
     KubeClient,
     NotLeaderError,
     PodRecord,
-    now_rfc3339,
 )
 from ._machine import MachineState
 from ._simulator import SimulatedMachine, SimulatorCloud

@@ -22,21 +22,13 @@ from nodeset_controller.api import (
     NodeTemplateMetadata,
     NodeTemplateSpec,
     ObjectMeta,
+    QuantityError,
     SecretReference,
     Taint,
     crd_manifests,
-)
-from nodeset_controller.kube import (
-    CRDS,
-    NODECLASSES,
-    NODESETS,
-    ApiError,
-    KubeClient,
-    QuantityError,
-    Resource,
-    install_crds,
     resource_units,
 )
+from nodeset_controller.kube import CRDS, NODECLASSES, NODESETS, ApiError, KubeClient, Resource, install_crds
 from tests.conftest import REPO, Kubectl
 
 pytestmark = pytest.mark.controlplane

@@ -24,10 +24,11 @@ from nodeset_controller.api import (
     FINALIZER_MACHINE,
     LABEL_NODECLASS,
     TAINT_STARTUP,
+    now_rfc3339,
 )
 from nodeset_controller.controllers import Manager
 from nodeset_controller.failpoints import FAILPOINTS_ENV
-from nodeset_controller.kube import LEASES, NODECLASSES, NODES, ApiError, KubeClient, Resource, now_rfc3339
+from nodeset_controller.kube import LEASES, NODECLASSES, NODES, ApiError, KubeClient, Resource
 from nodeset_controller.providers import MachineSpec, SimulatorCloud, SimulatorSettings, machine_name
 from tests.conftest import Kubectl, eventually, managed_node, simulator_nodeclass
 

@@ -16,9 +16,10 @@ from nodeset_controller.api import (
     ANNOTATION_REMOVAL_REASON,
     LABEL_NODECLASS,
     LABEL_NODESET,
+    now_rfc3339,
 )
 from nodeset_controller.controllers import Manager
-from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, STRATEGIC_MERGE_PATCH, KubeClient, now_rfc3339
+from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, STRATEGIC_MERGE_PATCH, KubeClient
 from tests.conftest import eventually, managed_node, nodeset_manifest, simulator_nodeclass
 from tests.nodesets.test_nodeset_controller import (
     EVENTS,

@@ -11,8 +11,8 @@ from nodeset_controller.api import (
     NodeTemplate,
     NodeTemplateMetadata,
     ObjectMeta,
+    node_labels,
 )
-from nodeset_controller.controllers._node_template import node_labels
 
 
 def _nodeclass(labels: dict[str, str]) -> NodeClass:

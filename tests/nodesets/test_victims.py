@@ -18,6 +18,7 @@ from nodeset_controller.api import (
     HealthCheckSettings,
     NodeSetSpec,
     ReplacementSettings,
+    Taint,
     UnhealthyCondition,
 )
 from nodeset_controller.controllers import (
@@ -28,7 +29,7 @@ from nodeset_controller.controllers import (
     machine_gone,
     remediation_budget,
 )
-from nodeset_controller.kube import NodeRecord, Taint
+from nodeset_controller.kube import NodeRecord
 
 NOW = 10_000.0
 STARTUP = (Taint(TAINT_STARTUP, "NoSchedule"),)

@@ -15,8 +15,8 @@ import pytest
 
 from kube_node import __version__
 from kube_node.controlplane import Binaries, ControlPlane
-from nodeset_controller.api import ANNOTATION_MACHINE_ID
-from nodeset_controller.kube import LEASES, NODECLASSES, NODES, NODESETS, KubeClient, install_crds, parse_time
+from nodeset_controller.api import ANNOTATION_MACHINE_ID, parse_time
+from nodeset_controller.kube import LEASES, NODECLASSES, NODES, NODESETS, KubeClient, install_crds
 from nodeset_controller.providers import SimulatorCloud
 from tests.conftest import eventually, nodeset_manifest, simulator_nodeclass
 

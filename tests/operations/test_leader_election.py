@@ -16,7 +16,7 @@ import urllib3
 from autoscaler_provider._proto import externalgrpc_pb2 as pb
 from autoscaler_provider._proto import externalgrpc_pb2_grpc as pb_grpc
 from kube_node.controlplane import ControlPlane
-from nodeset_controller.api import ANNOTATION_MACHINE_ID
+from nodeset_controller.api import ANNOTATION_MACHINE_ID, parse_time
 from nodeset_controller.kube import (
     LEASES,
     NODECLASSES,
@@ -26,7 +26,6 @@ from nodeset_controller.kube import (
     LeaderElectionSettings,
     LeaderElector,
     LeaderState,
-    parse_time,
 )
 from nodeset_controller.providers import SimulatorCloud
 from tests.conftest import eventually, nodeset_manifest, simulator_nodeclass

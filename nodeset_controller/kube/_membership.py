@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..api import LABEL_NODESET, NodeSet
-from ..kube import Informer, NodeRecord
+from ._informer import Informer
+from ._records import NodeRecord
 
 
 def is_member(node: NodeRecord, nodeset: NodeSet) -> bool:

@@ -8,8 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from nodeset_controller.kube import QuantityError, parse_quantity, resource_list, resource_units
-from nodeset_controller.kube._quantity import MAX_QUANTITY, QuantityRangeError
+from nodeset_controller.api import QuantityError, parse_quantity, resource_list, resource_units
+from nodeset_controller.api._quantity import MAX_QUANTITY, QuantityRangeError
 
 
 @pytest.mark.parametrize(

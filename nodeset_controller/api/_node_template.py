@@ -8,12 +8,14 @@ NodeClassController that says on the NodeClass whether its Nodes are what it dec
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Protocol
 
-from ..api import LABEL_GPU, LABEL_NODECLASS, LABEL_NODESET, NodeClass, NodeSet
-from ..kube import NodeRecord, QuantityError, Taint, parse_quantity, resource_list
+from ._names import LABEL_GPU, LABEL_NODECLASS, LABEL_NODESET
+from ._quantity import QuantityError, parse_quantity, resource_list
+from ._types import NodeClass, NodeSet, Taint
 
 DEFAULT_PODS = "110"
 #: A reported capacity within this share of the declared one counts as matching (real machines report a
@@ -58,7 +60,26 @@ def node_labels(nodeset: NodeSet, nodeclass: NodeClass, name: str) -> dict[str, 
 def node_taints(nodeset: NodeSet, nodeclass: NodeClass) -> tuple[Taint, ...]:
     """The class's taints, then the template's (kube-node's startup taint is not among them)."""
     template = nodeset.spec.template.spec.taints if nodeset.spec.template else []
-    return tuple(Taint(t.key, t.effect, t.value or "") for t in [*nodeclass.spec.taints, *template])
+    return tuple(Taint(t.key, t.effect, t.value or None) for t in [*nodeclass.spec.taints, *template])
+
+
+class RegisteredNode(Protocol):
+    """What :func:`node_resources` reads of a registered Node (kube-node's cached NodeRecord has it)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def ready(self) -> bool | None: ...
+    @property
+    def deleting(self) -> bool: ...
+    @property
+    def created(self) -> float: ...
+    @property
+    def capacity(self) -> Mapping[str, str]: ...
+    @property
+    def allocatable(self) -> Mapping[str, str]: ...
 
 
 def node_capacity(nodeclass: NodeClass) -> dict[str, str]:
@@ -78,7 +99,7 @@ class NodeResources:
     unreported: frozenset[str] = frozenset()
 
 
-def node_resources(nodeclass: NodeClass, nodes: Iterable[NodeRecord]) -> NodeResources:
+def node_resources(nodeclass: NodeClass, nodes: Iterable[RegisteredNode]) -> NodeResources:
     """What a new Node of ``nodeclass`` will have. Until a Node of the class has registered, the class's
     declared capacity (as capacity and allocatable); once one is Ready and reports allocatable, what it
     reports, as the cluster-autoscaler does with the real Nodes of a node group: the newest such Node (the
@@ -104,7 +125,7 @@ def node_resources(nodeclass: NodeClass, nodes: Iterable[NodeRecord]) -> NodeRes
     )
 
 
-def node_allocatable_units(nodeclass: NodeClass, nodes: Iterable[NodeRecord]) -> dict[str, int]:
+def node_allocatable_units(nodeclass: NodeClass, nodes: Iterable[RegisteredNode]) -> dict[str, int]:
     """What a new Node of the class can hold, in integer units (cpu in millicores), for bin-packing: see
     :func:`node_resources`. The class's schema checks only the form loosely, so a value Kubernetes would
     reject or cap is a QuantityError naming the resource."""
