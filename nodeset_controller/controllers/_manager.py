@@ -22,6 +22,7 @@ from ..kube import (
     KubeClient,
     NodeRecord,
     PodRecord,
+    bound_pods_informer,
     nodeclass_from_json,
     nodeset_from_json,
     wait_for_sync,
@@ -32,7 +33,6 @@ from ..providers import (
     ProviderRegistry,
     SimulatedKubelets,
     SimulatorCloud,
-    bound_pods_informer,
 )
 from ._node_controller import NodeController, NodeControllerSettings
 from ._nodeclass_controller import NodeClassController, NodeClassControllerSettings

@@ -1,4 +1,17 @@
-"""Kubernetes access: a thin JSON client, resource locations and CRD installation."""
+"""Kubernetes access, one module each:
+
+- ``_client``: a thin JSON client for the API, and where the built-in kinds live (``NODES``, ``PODS``, ...);
+- ``_resources``: where kube-node's own kinds live (``NODECLASSES``, ``NODESETS``);
+- ``_informer``: a watch-fed cache of slim records, with indexes;
+- ``_pods``: the cache of pods bound to Nodes that drain, the controllers and the simulated kubelets share;
+- ``_records``: the slim records the caches hold (Nodes, pods, taints), NodeClass and NodeSet parsing, times;
+- ``_quantity``: resource quantities as integers that add up;
+- ``_workqueue``: a rate-limited work queue of object keys, and the workers that drain it;
+- ``_events``: recording Events on objects, in the background;
+- ``_leader``: leader election on a Lease;
+- ``_fence``: the write fence: no change is sent unless this process leads at that moment;
+- ``_install``: installing kube-node's CRDs.
+"""
 
 from ._client import (
     APPLY_PATCH,
@@ -23,6 +36,7 @@ from ._fence import NotLeaderError, WriteFence
 from ._informer import DEFAULT_WATCH_IDLE_TIMEOUT, Informer, object_key, wait_for_sync, watch_timeout_for
 from ._install import install_crds
 from ._leader import LeaderElectionSettings, LeaderElector, LeaderState
+from ._pods import bound_pods_informer
 from ._quantity import QuantityError, parse_quantity, resource_list, resource_units
 from ._records import (
     NodeRecord,
@@ -73,6 +87,7 @@ __all__ = [
     "Taint",
     "WorkQueue",
     "WriteFence",
+    "bound_pods_informer",
     "effective_requests",
     "install_crds",
     "nodeclass_from_json",
