@@ -22,6 +22,7 @@ LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 LOG_FORMATS = ["text", "json"]
 #: The flags' defaults come from the options' own, so each is written down once.
 _DEFAULT = _run.RunOptions()
+_PENDING = _DEFAULT.pending_pod_autoscaler
 
 DESCRIPTION = """\
 kube-node lets a Kubernetes cluster manage its own nodes: NodeClasses describe how machines are made,
@@ -153,16 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--autoscaler-unneeded-time",
         type=float,
-        default=float(_env("AUTOSCALER_UNNEEDED_TIME", f"{_DEFAULT.autoscaler.unneeded_time:g}")),
+        default=float(_env("AUTOSCALER_UNNEEDED_TIME", f"{_PENDING.unneeded_time:g}")),
         help="pending-pod autoscaler: seconds a Node must be empty before it is removed "
-        f"(default {_DEFAULT.autoscaler.unneeded_time:g})",
+        f"(default {_PENDING.unneeded_time:g})",
     )
     run.add_argument(
         "--autoscaler-batch-window",
         type=float,
-        default=float(_env("AUTOSCALER_BATCH_WINDOW", f"{_DEFAULT.autoscaler.batch_window:g}")),
-        help="pending-pod autoscaler: seconds to gather a burst of pending pods "
-        f"(default {_DEFAULT.autoscaler.batch_window:g})",
+        default=float(_env("AUTOSCALER_BATCH_WINDOW", f"{_PENDING.batch_window:g}")),
+        help=f"pending-pod autoscaler: seconds to gather a burst of pending pods (default {_PENDING.batch_window:g})",
     )
     run.add_argument(
         "--autoscaler-max-total-nodes",
@@ -172,16 +172,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--autoscaler-expander",
-        default=_env("AUTOSCALER_EXPANDER", _DEFAULT.autoscaler.expander),
+        default=_env("AUTOSCALER_EXPANDER", _PENDING.expander),
         choices=["least-waste", "priority", "price"],
-        help=f"pending-pod autoscaler: how to choose among NodeSets that fit (default {_DEFAULT.autoscaler.expander})",
+        help=f"pending-pod autoscaler: how to choose among NodeSets that fit (default {_PENDING.expander})",
     )
     run.add_argument(
         "--autoscaler-utilization-threshold",
         type=float,
-        default=float(_env("AUTOSCALER_UTILIZATION_THRESHOLD", f"{_DEFAULT.autoscaler.utilization_threshold:g}")),
+        default=float(_env("AUTOSCALER_UTILIZATION_THRESHOLD", f"{_PENDING.utilization_threshold:g}")),
         help="pending-pod autoscaler: a Node using less CPU and memory than this share may be consolidated "
-        f"(default {_DEFAULT.autoscaler.utilization_threshold:g})",
+        f"(default {_PENDING.utilization_threshold:g})",
     )
     run.add_argument(
         "--install-crds",
@@ -342,7 +342,7 @@ def run_options(args: argparse.Namespace) -> _run.RunOptions:
             renew_deadline=args.leader_election_renew_deadline,
             retry_period=args.leader_election_retry_period,
         ),
-        autoscaler=PendingPodAutoscalerSettings(
+        pending_pod_autoscaler=PendingPodAutoscalerSettings(
             unneeded_time=args.autoscaler_unneeded_time,
             batch_window=args.autoscaler_batch_window,
             max_total_nodes=args.autoscaler_max_total_nodes,

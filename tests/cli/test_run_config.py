@@ -35,7 +35,7 @@ def test_a_config_file_sets_any_flag_by_its_name(tmp_path: Path) -> None:
     assert options.leader_election.lease_duration == 30.0
     assert options.grpc_tls is None
     assert options.status_address == "127.0.0.1:9090"
-    assert options.autoscaler.expander == "price"
+    assert options.pending_pod_autoscaler.expander == "price"
 
 
 def test_the_command_line_beats_the_config_file_which_beats_the_environment(
