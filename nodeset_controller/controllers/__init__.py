@@ -28,11 +28,12 @@ from ._node_template import (
 )
 from ._nodeclass_controller import NodeClassController, NodeClassControllerSettings
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
-from ._pending_pods import PendingPodAutoscaler, PendingPodAutoscalerSettings
+from ._pending_pods import EXPANDERS, PendingPodAutoscaler, PendingPodAutoscalerSettings
 from ._removal import RemovalConflictError, RemovalOfGoneNodesError, request_removal, requested_nodes
 from ._scale_down import Failure, choose_victims, failure_of, is_failed, is_ready, machine_gone, remediation_budget
 
 __all__ = [
+    "EXPANDERS",
     "Failure",
     "Manager",
     "ManagerSettings",

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kube_node.cli import build_parser, config_arguments, parse, run_options
+from kube_node._settings import read_config_file
+from kube_node.cli import parse, run_options
 from kube_node.controlplane import Binaries, ControlPlane
 from nodeset_controller.kube import NAMESPACES, KubeClient
 from tests.conftest import Kubectl
@@ -105,7 +106,7 @@ def test_the_rendered_config_file_is_one_kube_node_run_accepts(helm: Helm, value
     else:
         assert options.grpc_tls is not None
         assert str(options.grpc_tls.client_ca) == "/etc/kube-node/tls/ca.crt"
-    assert config_arguments(path, build_parser())  # every key is a real flag (else it exits)
+    assert read_config_file(path)  # every key is a real setting with a good value (else SettingError)
 
 
 def test_rbac_has_no_wildcards_and_reads_secrets_only_in_the_credentials_namespaces(helm: Helm) -> None:
