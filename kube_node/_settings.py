@@ -7,7 +7,10 @@ deprecated names. Everything else is derived from :data:`SETTINGS`:
 
 - the flags of ``kube-node run`` (``kube_node.cli``), grouped by concern in ``--help``;
 - the environment variables and the keys of the YAML ``--config`` file, read and checked here;
-- :class:`RunOptions` from the values (:func:`run_options`).
+- :class:`RunOptions` from the values (:func:`run_options`);
+- the settings table of ``docs/configuration.md`` and the ``config:`` schema of the Helm chart's
+  ``values.schema.json``, written by ``hack/generate.sh`` (``python -m kube_node._settings``), whose
+  ``--check`` fails when either is stale.
 
 Precedence: the command line, then the config file, then the environment, then the default. A deprecated name
 still works, below its new name at the same level, and each use of one is reported (:attr:`Resolved.deprecations`)
@@ -17,6 +20,8 @@ so that the command logs a warning naming the new one.
 from __future__ import annotations
 
 import dataclasses
+import json
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -577,3 +582,105 @@ def _replaced(options: Any, path: list[str], value: Any) -> Any:
     head, *rest = path
     new = _replaced(getattr(options, head), rest, value) if rest else value
     return dataclasses.replace(options, **{head: new})
+
+
+# What hack/generate.sh writes from the table.
+
+DOCS = Path("docs/configuration.md")
+CHART_SCHEMA = Path("charts/kube-node/values.schema.json")
+DOCS_BEGIN = "<!-- settings table: generated from kube_node/_settings.py by hack/generate.sh; do not edit -->"
+DOCS_END = "<!-- end of the generated settings table -->"
+_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+
+
+def docs_table() -> str:
+    """The Markdown table of every setting, by concern, and of the deprecated names."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [
+        "| setting (flag and config key) | environment variable | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for concern, settings in concerns().items():
+        lines.append(f"| **{concern}** | | | |")
+        for s in settings:
+            flag = f"`{s.flag}`, `--no-{s.name}`" if s.type is bool else f"`{s.flag}`"
+            flag += f" ({', '.join(f'`{c}`' for c in s.choices)})" if s.choices else ""
+            if not s.in_file:
+                flag += " (not in the file)"
+            meaning = s.help + (f"; {s.docs}" if s.docs else "")
+            default = s.default_words() if s.default_text or s.default in (None, "") else f"`{s.default_words()}`"
+            lines.append(f"| {flag} | `{s.env}` | {cell(default)} | {cell(meaning)} |")
+    deprecated = [(a, s) for s in SETTINGS for a in s.aliases]
+    if deprecated:
+        lines += [
+            "",
+            "Deprecated names, still accepted until the next release (each use logs a warning naming the new one):",
+            "",
+            "| deprecated flag, config key and environment variable | use instead |",
+            "|---|---|",
+        ]
+        lines += [f"| `--{a}`, `{a}:`, `{_env_for(a)}` | `{s.flag}`, `{s.name}:`, `{s.env}` |" for a, s in deprecated]
+    return "\n".join(lines) + "\n"
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON schema of the chart's ``config:`` value: one property per config-file key."""
+    properties: dict[str, Any] = {}
+    for s in SETTINGS:
+        if not s.in_file:
+            continue
+        properties[s.name] = {"description": _schema_description(s), **_schema_type(s)}
+        for alias in s.aliases:
+            properties[alias] = {"description": f"Deprecated: use {s.name}.", **_schema_type(s)}
+    return {
+        "type": "object",
+        "description": "Other `kube-node run` settings by flag name (see `kube-node run --help`; generated from "
+        "kube_node/_settings.py by hack/generate.sh).",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+
+
+def _schema_description(s: Setting) -> str:
+    text = s.help[0].upper() + s.help[1:]
+    return f"{text} (default: {s.default_words()})."
+
+
+def _schema_type(s: Setting) -> dict[str, Any]:
+    """What kube-node accepts as the value, as a schema (a number may come as a string: helm --set gives one)."""
+    empty_is_default = s.default is None
+    if s.type is bool:
+        return {"type": "boolean"}
+    if s.choices:
+        return {"enum": list(s.choices)}
+    if s.type in (int, float):
+        numeric = "integer" if s.type is int else "number"
+        pattern = r"^[+-]?[0-9]+$" if s.type is int else _NUMBER
+        if empty_is_default:
+            pattern = f"({pattern})|^$"
+        return {"type": [numeric, "string", *(["null"] if empty_is_default else [])], "pattern": pattern}
+    return {"type": ["string", "null"]}
+
+
+def generate(repo: Path, out: Path) -> None:
+    """Write ``repo``'s docs/configuration.md and values.schema.json, regenerated from the table, under ``out``
+    (``out`` may be ``repo``)."""
+    text = (repo / DOCS).read_text()
+    begin, end = text.find(DOCS_BEGIN), text.find(DOCS_END)
+    if begin < 0 or end < begin:
+        raise SystemExit(f"{repo / DOCS}: the markers of the settings table are missing:\n{DOCS_BEGIN}\n{DOCS_END}")
+    docs = text[: begin + len(DOCS_BEGIN)] + "\n" + docs_table() + text[end:]
+    schema = json.loads((repo / CHART_SCHEMA).read_text())
+    schema["properties"]["config"] = config_schema()
+    for path, content in ((DOCS, docs), (CHART_SCHEMA, json.dumps(schema, indent=2) + "\n")):
+        (out / path).parent.mkdir(parents=True, exist_ok=True)
+        (out / path).write_text(content)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        raise SystemExit("usage: python -m kube_node._settings REPO OUT")
+    generate(Path(sys.argv[1]), Path(sys.argv[2]))

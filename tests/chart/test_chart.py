@@ -80,6 +80,11 @@ def test_helm_lint_strict_passes(helm: Helm, values: list[str]) -> None:
         ("credentialsNamespaces={Not_A_Namespace}", "/credentialsNamespaces/0"),
         ("rbac.nodeClasses={Not_A_Class}", "/rbac/nodeClasses/0"),
         ("rbac.administrators[0].kind=Robot", "/rbac/administrators/0"),
+        # config: the settings of kube-node run, its schema generated from kube_node/_settings.py.
+        ("config.wrokers=4", "additional properties 'wrokers' not allowed"),
+        ("config.workers=many", "/config/workers"),
+        ("config.leader-elect=sometimes", "/config/leader-elect"),
+        ("config.pending-pod-autoscaler-expander=cheapest", "/config/pending-pod-autoscaler-expander"),
     ],
 )
 def test_the_values_schema_rejects_bad_values_by_name(helm: Helm, setting: str, message: str) -> None:
