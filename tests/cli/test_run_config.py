@@ -213,3 +213,18 @@ def test_a_bad_environment_variable_is_a_usage_error_that_names_it(
     assert message in capsys.readouterr().err
     # The other commands read only the settings they have.
     assert parse(["crds"]).command == "crds"
+
+
+def test_run_help_lists_every_setting_with_its_variable_but_not_the_deprecated_names(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # else argparse breaks the longest variable's name across lines
+    with pytest.raises(SystemExit) as exited:
+        parse(["run", "--help"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for setting in SETTINGS:
+        assert setting.flag in text
+        assert f"env {setting.env})" in text
+        for alias in setting.aliases:
+            assert f"--{alias}" not in text
