@@ -38,7 +38,7 @@ ENV_PREFIX = "KUBE_NODE_"
 _FROM_FIELD: Any = object()  # the default is the one of the options field the setting feeds
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
-#: The values of a setting's type that are accepted, and what they are called in messages and the schema.
+#: The types a setting may have, by the name its error messages give them.
 _TYPES: dict[type, str] = {str: "str", Path: "str", int: "int", float: "float", bool: "bool"}
 
 
