@@ -3,7 +3,9 @@
 # generated file is stale (CI runs that through hack/test.sh).
 #   - autoscaler_provider/_proto/: Python (and .pyi) code for proto/*.proto, by grpc_tools.protoc, with the
 #     generated top-level imports turned into package-relative ones;
-#   - charts/kube-node/crds/: copies of the CRDs shipped in nodeset_controller/api/crds/.
+#   - charts/kube-node/crds/: copies of the CRDs shipped in nodeset_controller/api/crds/;
+#   - from the settings table of `kube-node run` (kube_node/_settings.py): the table between the markers of
+#     docs/configuration.md, and the `config` property of charts/kube-node/values.schema.json.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 python=${KUBE_NODE_VENV:-$repo/.venv}/bin/python
@@ -33,10 +35,15 @@ PY
 mkdir -p "$out/charts/kube-node/crds"
 cp "$repo"/nodeset_controller/api/crds/*.yaml "$out/charts/kube-node/crds/"
 
+(cd "$repo" && "$python" -m kube_node._settings "$repo" "$out")
+
 if $check; then
   stale=false
   diff -ru "$repo/charts/kube-node/crds" "$out/charts/kube-node/crds" || stale=true
   diff -ru -x __pycache__ "$repo/autoscaler_provider/_proto" "$proto_out" || stale=true
+  for file in docs/configuration.md charts/kube-node/values.schema.json; do
+    diff -u "$repo/$file" "$out/$file" || stale=true
+  done
   if $stale; then
     echo "generated files are stale: run hack/generate.sh and commit the result" >&2
     exit 1

@@ -29,8 +29,12 @@ import urllib3
 from prometheus_client import Info
 
 from autoscaler_provider import ProviderServer, TLSFiles
-from nodeset_controller.controllers import Manager, ManagerSettings, NodeControllerSettings
-from nodeset_controller.controllers import PendingPodAutoscalerSettings as AutoscalerSettings
+from nodeset_controller.controllers import (
+    Manager,
+    ManagerSettings,
+    NodeControllerSettings,
+    PendingPodAutoscalerSettings,
+)
 from nodeset_controller.kube import (
     DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_WATCH_IDLE_TIMEOUT,
@@ -93,7 +97,7 @@ class RunOptions:
     watch_idle_timeout: float = DEFAULT_WATCH_IDLE_TIMEOUT
     api_request_timeout: float = DEFAULT_REQUEST_TIMEOUT  #: seconds any other API request may wait, retries included
     leader_election: LeaderElectionOptions = field(default_factory=LeaderElectionOptions)
-    autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
+    pending_pod_autoscaler: PendingPodAutoscalerSettings = field(default_factory=PendingPodAutoscalerSettings)
     pod_name: str | None = None  #: this process's pod, from the downward API, when it runs in one
     pod_namespace: str | None = None
 
@@ -180,7 +184,7 @@ def run(options: RunOptions) -> int:
             ),
             simulator_dir=options.simulator_dir,
             simulator_seed=options.simulator_seed,
-            autoscaler=options.autoscaler,
+            pending_pod_autoscaler=options.pending_pod_autoscaler,
             watch_idle_timeout=options.watch_idle_timeout,
         ),
     )

@@ -22,6 +22,7 @@ from ..kube import (
     KubeClient,
     NodeRecord,
     PodRecord,
+    bound_pods_informer,
     nodeclass_from_json,
     nodeset_from_json,
     wait_for_sync,
@@ -32,7 +33,6 @@ from ..providers import (
     ProviderRegistry,
     SimulatedKubelets,
     SimulatorCloud,
-    bound_pods_informer,
 )
 from ._node_controller import NodeController, NodeControllerSettings
 from ._nodeclass_controller import NodeClassController, NodeClassControllerSettings
@@ -50,7 +50,8 @@ class ManagerSettings:
     node_controller: NodeControllerSettings = field(default_factory=NodeControllerSettings)
     nodeset_controller: NodeSetControllerSettings = field(default_factory=NodeSetControllerSettings)
     nodeclass_controller: NodeClassControllerSettings = field(default_factory=NodeClassControllerSettings)
-    autoscaler: PendingPodAutoscalerSettings = field(default_factory=PendingPodAutoscalerSettings)
+    #: kube-node's own autoscaler (NodeSets in KubeNode mode), not the cluster-autoscaler it serves
+    pending_pod_autoscaler: PendingPodAutoscalerSettings = field(default_factory=PendingPodAutoscalerSettings)
     simulator_dir: Path | None = None  #: run the simulator provider, keeping its machines here
     #: the seed of the simulator's faults (which creates are refused, which machines crash); None: random
     simulator_seed: int | None = None
@@ -141,7 +142,7 @@ class Manager:
             self.recorder,
             settings=self.settings.nodeclass_controller,
         )
-        self.autoscaler = PendingPodAutoscaler(
+        self.pending_pod_autoscaler = PendingPodAutoscaler(
             client,
             self.pending,
             self.pods,
@@ -149,7 +150,7 @@ class Manager:
             self.nodesets,
             self.nodeclasses,
             self.recorder,
-            settings=self.settings.autoscaler,
+            settings=self.settings.pending_pod_autoscaler,
         )
 
     def start(self) -> None:
@@ -178,7 +179,7 @@ class Manager:
         self._threads += self.node_controller.start(self.stop_event)
         self._threads += self.nodeset_controller.start(self.stop_event)
         self._threads += self.nodeclass_controller.start(self.stop_event)
-        self._threads.append(self.autoscaler.start(self.stop_event))
+        self._threads.append(self.pending_pod_autoscaler.start(self.stop_event))
         log.info("kube-node running: %d managed Nodes, %d NodeClasses", len(self.nodes), len(self.nodeclasses))
 
     def stop(self, grace: float = 0.0) -> bool:
@@ -194,7 +195,7 @@ class Manager:
         flight finished; after it, nothing this process does changes the cluster but the Events still
         queued."""
         self.stop_event.set()
-        self.autoscaler.wake()
+        self.pending_pod_autoscaler.wake()
         deadline = time.monotonic() + grace
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))

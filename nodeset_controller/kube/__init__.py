@@ -1,4 +1,17 @@
-"""Kubernetes access: a thin JSON client, resource locations and CRD installation."""
+"""Kubernetes access, one module each:
+
+- ``_client``: a thin JSON client for the API, and where the built-in kinds live (``NODES``, ``PODS``, ...);
+- ``_resources``: where kube-node's own kinds live (``NODECLASSES``, ``NODESETS``);
+- ``_informer``: a watch-fed cache of slim records, with indexes;
+- ``_pods``: the cache of pods bound to Nodes that drain, the controllers and the simulated kubelets share;
+- ``_records``: the slim records the caches hold (Nodes, pods), NodeClass and NodeSet parsing;
+- ``_membership``: which Nodes belong to a NodeSet (its ownerReference, not the label alone);
+- ``_workqueue``: a rate-limited work queue of object keys, and the workers that drain it;
+- ``_events``: recording Events on objects, in the background;
+- ``_leader``: leader election on a Lease;
+- ``_fence``: the write fence: no change is sent unless this process leads at that moment;
+- ``_install``: installing kube-node's CRDs.
+"""
 
 from ._client import (
     APPLY_PATCH,
@@ -24,6 +37,7 @@ from ._informer import DEFAULT_WATCH_IDLE_TIMEOUT, Informer, object_key, wait_fo
 from ._install import install_crds
 from ._leader import LeaderElectionSettings, LeaderElector, LeaderState
 from ._membership import is_foreign, is_member, labelled, nodeset_members
+from ._pods import bound_pods_informer
 from ._records import (
     NodeRecord,
     PodRecord,
@@ -68,6 +82,7 @@ __all__ = [
     "Result",
     "WorkQueue",
     "WriteFence",
+    "bound_pods_informer",
     "effective_requests",
     "install_crds",
     "is_foreign",

@@ -15,7 +15,7 @@ from ._machine import (
     machine_name,
 )
 from ._registry import ProviderRegistry
-from ._simkubelet import LEASE_NAMESPACE, SimulatedKubelets, bound_pods_informer, node_lease, ready_status
+from ._simkubelet import LEASE_NAMESPACE, SimulatedKubelets, node_lease, ready_status
 from ._simulator import SimulatorCloud, SimulatorProvider, SimulatorSettings
 from ._userdata import UserDataError, render_user_data
 
@@ -38,7 +38,6 @@ __all__ = [
     "SimulatorProvider",
     "SimulatorSettings",
     "UserDataError",
-    "bound_pods_informer",
     "classify_error",
     "machine_name",
     "node_lease",

@@ -19,7 +19,6 @@ from typing import Any
 
 from ..api import now_rfc3339
 from ..kube import (
-    DEFAULT_WATCH_IDLE_TIMEOUT,
     LEASES,
     NODES,
     PODS,
@@ -29,6 +28,7 @@ from ..kube import (
     KubeClient,
     NotLeaderError,
     PodRecord,
+    bound_pods_informer,
 )
 from ._machine import MachineState
 from ._simulator import SimulatedMachine, SimulatorCloud
@@ -37,19 +37,6 @@ log = logging.getLogger(__name__)
 
 LEASE_NAMESPACE = "kube-node-lease"
 KUBELET_VERSION = "v1.36.3-kube-node-sim"
-
-
-def bound_pods_informer(client: KubeClient, *, read_timeout: float = DEFAULT_WATCH_IDLE_TIMEOUT) -> Informer[PodRecord]:
-    """A cache of the pods bound to a node, indexed by node name."""
-    return Informer(
-        client,
-        PODS,
-        PodRecord.from_json,
-        field_selector="spec.nodeName!=",
-        indexers={"node": lambda p: (p.node,)},
-        name="bound-pods",
-        read_timeout=read_timeout,
-    )
 
 
 def ready_status(node_name: str, machine_id: str, private_ip: str, capacity: dict[str, Any]) -> dict[str, Any]:

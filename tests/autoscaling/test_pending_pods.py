@@ -177,7 +177,8 @@ def test_max_replicas_holds_and_other_modes_are_never_touched(
 
 
 def test_the_cluster_wide_cap_holds_across_nodesets(kube: KubeClient, manager: Manager, namespace: str) -> None:
-    manager.autoscaler.settings = dataclasses.replace(manager.autoscaler.settings, max_total_nodes=3)
+    autoscaler = manager.pending_pod_autoscaler
+    autoscaler.settings = dataclasses.replace(autoscaler.settings, max_total_nodes=3)
     for name in ("left", "right"):
         nodeclass = simulator_nodeclass(name)
         nodeclass["spec"]["labels"] = {"side": name}
@@ -200,7 +201,8 @@ def test_the_cluster_wide_cap_holds_across_nodesets(kube: KubeClient, manager: M
 def test_empty_nodes_go_after_the_unneeded_time_never_below_min(
     kube: KubeClient, manager: Manager, namespace: str
 ) -> None:
-    manager.autoscaler.settings = dataclasses.replace(manager.autoscaler.settings, unneeded_time=3.0)
+    autoscaler = manager.pending_pod_autoscaler
+    autoscaler.settings = dataclasses.replace(autoscaler.settings, unneeded_time=3.0)
     kube.create(NODECLASSES, simulator_nodeclass())
     kube.create(NODESETS, nodeset_manifest("shrink", 0, minReplicas=1, maxReplicas=5, **AUTO))
     kube.create(DEPLOYMENTS, deployment("busy", 3, "3"), namespace)
@@ -238,8 +240,8 @@ def test_quota_on_the_preferred_nodeset_backs_it_off_and_the_next_is_used(
 def test_underused_nodes_are_consolidated_and_a_pod_that_cannot_move_keeps_its_node(
     kube: KubeClient, manager: Manager, namespace: str
 ) -> None:
-    manager.autoscaler.settings = dataclasses.replace(
-        manager.autoscaler.settings, unneeded_time=3.0, consolidation_interval=0.0
+    manager.pending_pod_autoscaler.settings = dataclasses.replace(
+        manager.pending_pod_autoscaler.settings, unneeded_time=3.0, consolidation_interval=0.0
     )
     kube.create(NODECLASSES, simulator_nodeclass())
     kube.create(NODESETS, nodeset_manifest("pack", 0, maxReplicas=5, drain={"timeoutSeconds": 60}, **AUTO))

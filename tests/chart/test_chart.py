@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from kube_node.cli import build_parser, config_arguments, parse, run_options
+from kube_node._settings import read_config_file
+from kube_node.cli import parse, run_options
 from kube_node.controlplane import Binaries, ControlPlane
 from nodeset_controller.kube import NAMESPACES, KubeClient
 from tests.conftest import Kubectl
@@ -79,6 +80,11 @@ def test_helm_lint_strict_passes(helm: Helm, values: list[str]) -> None:
         ("credentialsNamespaces={Not_A_Namespace}", "/credentialsNamespaces/0"),
         ("rbac.nodeClasses={Not_A_Class}", "/rbac/nodeClasses/0"),
         ("rbac.administrators[0].kind=Robot", "/rbac/administrators/0"),
+        # config: the settings of kube-node run, its schema generated from kube_node/_settings.py.
+        ("config.wrokers=4", "additional properties 'wrokers' not allowed"),
+        ("config.workers=many", "/config/workers"),
+        ("config.leader-elect=sometimes", "/config/leader-elect"),
+        ("config.pending-pod-autoscaler-expander=cheapest", "/config/pending-pod-autoscaler-expander"),
     ],
 )
 def test_the_values_schema_rejects_bad_values_by_name(helm: Helm, setting: str, message: str) -> None:
@@ -105,7 +111,7 @@ def test_the_rendered_config_file_is_one_kube_node_run_accepts(helm: Helm, value
     else:
         assert options.grpc_tls is not None
         assert str(options.grpc_tls.client_ca) == "/etc/kube-node/tls/ca.crt"
-    assert config_arguments(path, build_parser())  # every key is a real flag (else it exits)
+    assert read_config_file(path)  # every key is a real setting with a good value (else SettingError)
 
 
 def test_rbac_has_no_wildcards_and_reads_secrets_only_in_the_credentials_namespaces(helm: Helm) -> None:

@@ -348,7 +348,7 @@ def test_each_nodeset_is_driven_only_by_its_own_autoscaler(
         assert kube.get(NODESETS, "for-ca")["spec"]["replicas"] == 2
         assert kube.get(NODESETS, "for-kube-node")["spec"]["replicas"] == 2
         # kube-node's autoscaler decided only its own NodeSet; the cluster-autoscaler never saw it as a group.
-        assert {nodeset for _, nodeset, _, _ in manager.autoscaler.decisions} == {"for-kube-node"}
+        assert {nodeset for _, nodeset, _, _ in manager.pending_pod_autoscaler.decisions} == {"for-kube-node"}
         log = autoscaler.log()
         assert "setting group for-ca size to 2" in log
         assert "for-kube-node size" not in log
