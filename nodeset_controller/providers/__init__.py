@@ -1,6 +1,5 @@
 """Machine providers: the interface, the libcloud adapter and the simulator."""
 
-from ._libcloud import LibcloudProvider, classify_error
 from ._machine import (
     TAG_CLUSTER,
     TAG_NODE,
@@ -18,6 +17,7 @@ from ._registry import ProviderRegistry
 from ._simkubelet import LEASE_NAMESPACE, SimulatedKubelets, bound_pods_informer, node_lease, ready_status
 from ._simulator import SimulatorCloud, SimulatorProvider, SimulatorSettings
 from ._userdata import UserDataError, render_user_data
+from .libcloud import LibcloudProvider, classify_error
 
 __all__ = [
     "LEASE_NAMESPACE",

@@ -38,7 +38,7 @@ from nodeset_controller.providers import (
     ProviderError,
     QuotaExceededError,
 )
-from nodeset_controller.providers._libcloud import LibcloudProvider, classify_error
+from nodeset_controller.providers.libcloud import LibcloudProvider, classify_error
 
 
 def _libcloud_test_module(name: str) -> types.ModuleType:
@@ -758,7 +758,7 @@ def test_each_thread_builds_its_own_driver_once() -> None:
 
 
 def test_credentials_appear_in_no_log_record_and_no_error(ec2: Harness, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("DEBUG", logger="nodeset_controller.providers._libcloud")
+    caplog.set_level("DEBUG", logger="nodeset_controller.providers.libcloud")
     ec2.cloud.create_error = (
         400,
         "<Response><Errors><Error><Code>InvalidParameterValue</Code><Message>secret-ec2-key is not valid here"
