@@ -53,34 +53,6 @@ LISTING_MAX_AGE = 2.0
 #: listings lag behind their creates), before it is believed gone (seconds).
 _UNLISTED_GRACE = 300.0
 
-# libcloud's NodeState values (strings), mapped to ours.
-_STATES: dict[str, MachineState] = {
-    "pending": MachineState.PENDING,
-    "starting": MachineState.PENDING,
-    "rebooting": MachineState.PENDING,
-    "unknown": MachineState.PENDING,
-    "running": MachineState.RUNNING,
-    # A machine being resized or live-migrated is still up.
-    "reconfiguring": MachineState.RUNNING,
-    "migrating": MachineState.RUNNING,
-    "updating": MachineState.RUNNING,
-    "normal": MachineState.RUNNING,
-    "stopped": MachineState.FAILED,
-    "error": MachineState.FAILED,
-    "suspended": MachineState.FAILED,
-    "paused": MachineState.FAILED,
-    "terminated": MachineState.TERMINATED,
-    "stopping": MachineState.TERMINATING,
-}
-
-# libcloud's EC2 driver maps only four instance states and reports the rest as UNKNOWN; its raw state
-# is in extra["status"], and a stopped instance must not look Pending forever.
-_EC2_RAW_STATES: dict[str, MachineState] = {
-    "stopping": MachineState.TERMINATING,
-    "shutting-down": MachineState.TERMINATING,
-    "stopped": MachineState.FAILED,
-}
-
 # The names machine_name() produces: a DNS label, a dash, the first 8 hex digits of the Node's uid.
 _MACHINE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?-[0-9a-f]{8}$")
 
@@ -197,7 +169,7 @@ class LibcloudProvider:
 
     def _destroy(self, driver: Any, name: str, machine_id: str | None) -> None:
         for node in self._list_ours(fresh=True):
-            if node.name != name or _node_state(node, self._provider) is MachineState.TERMINATED:
+            if node.name != name or self._dialect.state(node) is MachineState.TERMINATED:
                 continue
             if machine_id is not None and str(node.id) != machine_id:
                 continue
@@ -368,7 +340,7 @@ class LibcloudProvider:
         matches = [node for node in self._list_ours(fresh=fresh) if node.name == name]
         if not matches:
             return None
-        live = [node for node in matches if _node_state(node, self._provider) is not MachineState.TERMINATED]
+        live = [node for node in matches if self._dialect.state(node) is not MachineState.TERMINATED]
         return (live or matches)[0]
 
     def _is_ours(self, node: Any) -> bool:
@@ -391,7 +363,7 @@ class LibcloudProvider:
             # the driver shows the tags cut or not at all.
             tags, cut = spec.tags, frozenset()
             cluster = spec.cluster
-        state = _node_state(node, self._provider)
+        state = self._dialect.state(node)
         return Machine(
             name=str(node.name),
             id=str(node.id),
@@ -604,15 +576,6 @@ def _dialect_for(provider: str) -> Dialect:
 
 
 # -- small helpers at the libcloud boundary ------------------------------------------------------------
-
-
-def _node_state(node: Any, provider: str) -> MachineState:
-    state = str(node.state)
-    if state == "unknown" and provider == "ec2":
-        raw = _EC2_RAW_STATES.get(str(node.extra.get("status", "")))
-        if raw is not None:
-            return raw
-    return _STATES.get(state, MachineState.PENDING)
 
 
 def _created_at(node: Any) -> float | None:

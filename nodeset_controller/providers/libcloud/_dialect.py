@@ -13,10 +13,30 @@ import inspect
 import re
 from typing import Any, ClassVar
 
-from .._machine import TAG_CLUSTER, TAG_NODE, TAG_NODECLASS, ErrorClass, MachineSpec, ProviderError
+from .._machine import TAG_CLUSTER, TAG_NODE, TAG_NODECLASS, ErrorClass, MachineSpec, MachineState, ProviderError
 from ._errors import conflict
 
 OUR_TAGS = (TAG_CLUSTER, TAG_NODE, TAG_NODECLASS)
+
+# libcloud's NodeState values (strings), mapped to ours.
+_STATES: dict[str, MachineState] = {
+    "pending": MachineState.PENDING,
+    "starting": MachineState.PENDING,
+    "rebooting": MachineState.PENDING,
+    "unknown": MachineState.PENDING,
+    "running": MachineState.RUNNING,
+    # A machine being resized or live-migrated is still up.
+    "reconfiguring": MachineState.RUNNING,
+    "migrating": MachineState.RUNNING,
+    "updating": MachineState.RUNNING,
+    "normal": MachineState.RUNNING,
+    "stopped": MachineState.FAILED,
+    "error": MachineState.FAILED,
+    "suspended": MachineState.FAILED,
+    "paused": MachineState.FAILED,
+    "terminated": MachineState.TERMINATED,
+    "stopping": MachineState.TERMINATING,
+}
 
 
 class Dialect:
@@ -66,6 +86,10 @@ class Dialect:
     def find_image(self, driver: Any, wanted: str) -> Any | None:
         """The image called or numbered ``wanted``, or None. Only called when ``image_hint`` is set."""
         return None
+
+    def state(self, node: Any) -> MachineState:
+        """Where ``node`` is in its life, from libcloud's NodeState (a string)."""
+        return _STATES.get(str(node.state), MachineState.PENDING)
 
     def add_user_data(
         self, kwargs: dict[str, Any], extra: dict[str, Any], user_data: str, driver: Any, provider: str

@@ -6,8 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._machine import TAG_CLUSTER, ErrorClass, MachineSpec, ProviderError
+from .._machine import TAG_CLUSTER, ErrorClass, MachineSpec, MachineState, ProviderError
 from ._dialect import Dialect, pick, string_dict
+
+# libcloud's EC2 driver maps only four instance states and reports the rest as UNKNOWN; its raw state
+# is in extra["status"], and a stopped instance must not look Pending forever.
+_RAW_STATES: dict[str, MachineState] = {
+    "stopping": MachineState.TERMINATING,
+    "shutting-down": MachineState.TERMINATING,
+    "stopped": MachineState.FAILED,
+}
 
 
 class Ec2Dialect(Dialect):
@@ -45,3 +53,10 @@ class Ec2Dialect(Dialect):
                 ex_owner="amazon", ex_filters={"name": wanted}
             )
         return pick(images, wanted, provider="ec2", what="image")
+
+    def state(self, node: Any) -> MachineState:
+        if str(node.state) == "unknown":
+            raw = _RAW_STATES.get(str(node.extra.get("status", "")))
+            if raw is not None:
+                return raw
+        return super().state(node)
