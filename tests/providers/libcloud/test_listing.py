@@ -25,7 +25,7 @@ from nodeset_controller.providers import (
 )
 from nodeset_controller.providers.libcloud import _adapter
 
-from ._fakes import TaggingDriver, nodeclass
+from .._fakes import TaggingDriver, nodeclass
 
 CLUSTER = "prod"
 UID = "7e1d5c3a-0000-4000-8000-000000000000"
