@@ -55,7 +55,7 @@ def test_what_kubernetes_accepts_parses_to_its_exact_value(text: str | int, valu
         "1.2.3",
         "1e99999999999999999999",  # the exponent does not fit in 64 bits
         "--1",
-        "Gi",
+        "Gi",  # no digit: Kubernetes reads it as 0, kube-node refuses it (see the module's docstring)
     ],
 )
 def test_what_kubernetes_rejects_is_a_quantity_error(text: str) -> None:
@@ -86,3 +86,27 @@ def test_units_name_the_resource_of_a_bad_value() -> None:
     with pytest.raises(QuantityRangeError) as range_error:
         resource_list({"cpu": "1e999999999"}, strict=True)
     assert range_error.value.resource == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("text", "kubernetes"),
+    [("1K", None), ("1 Gi", None), (".", Decimal(0)), ("1e999999999", MAX_QUANTITY)],
+    ids=["1K", "1 Gi", ".", "1e999999999"],
+)
+def test_the_official_clients_parser_differs_from_kubernetes_where_the_docstring_says(
+    text: str, kubernetes: Decimal | None
+) -> None:
+    """Why kube-node keeps its own parser (the one line in kube/_quantity.py's docstring): should the official
+    client come to read these as Kubernetes does (None: rejects), it could replace it."""
+    from kubernetes.utils import parse_quantity as official
+
+    if kubernetes is None:
+        with pytest.raises(QuantityError):
+            parse_quantity(text)
+    else:
+        assert parse_quantity(text) == kubernetes
+    try:
+        theirs: Decimal | None = official(text)
+    except ValueError:
+        theirs = None
+    assert theirs != kubernetes
