@@ -1,4 +1,4 @@
-"""Machine providers: the interface, the libcloud adapter and the simulator."""
+"""Machine providers: the interface, the libcloud adapter, the simulator and an in-memory provider."""
 
 from ._machine import (
     TAG_CLUSTER,
@@ -13,6 +13,7 @@ from ._machine import (
     QuotaExceededError,
     machine_name,
 )
+from ._memory import MemoryCloud, MemoryProvider
 from ._registry import ProviderRegistry
 from ._simkubelet import LEASE_NAMESPACE, SimulatedKubelets, bound_pods_informer, node_lease, ready_status
 from ._simulator import SimulatorCloud, SimulatorProvider, SimulatorSettings
@@ -30,6 +31,8 @@ __all__ = [
     "MachineProvider",
     "MachineSpec",
     "MachineState",
+    "MemoryCloud",
+    "MemoryProvider",
     "ProviderError",
     "ProviderRegistry",
     "QuotaExceededError",
