@@ -6,10 +6,13 @@ the scheduler does, so a sum of requests is never under-counted.
 The syntax is Kubernetes' own (``resource.ParseQuantity``): an optional sign, digits with an optional
 decimal point (``1``, ``1.5``, ``1.``, ``.5``, even ``.`` for 0), then one of the binary suffixes Ki..Ei,
 the decimal suffixes n u m k M G T P E, or an exponent ``e``/``E`` with an optional sign and an integer
-that fits in 64 bits. Anything else (``1e1.5``, ``1 Gi``, ``1KB``, ``Gi``) is a :class:`QuantityError`, as
-Kubernetes rejects it. A loose schema pattern (the NodeClass CRD's is the one Kubernetes publishes for
-quantities, which allows a fractional exponent) lets such values into objects, so every reader must expect
-the error.
+that fits in 64 bits. Anything else (``1e1.5``, ``1 Gi``, ``1KB``) is a :class:`QuantityError`, as
+Kubernetes rejects it; so is a quantity without a digit (``Gi``, ``e3``), which Kubernetes reads as 0 but no
+object kube-node reads holds (the API server writes quantities back canonical; the CRDs' pattern wants a
+digit). A loose schema pattern (the NodeClass CRD's is the one Kubernetes publishes for quantities, which
+allows a fractional exponent) lets malformed values into objects, so every reader must expect the error.
+
+Not kubernetes.utils.parse_quantity: it takes ``1K`` and ``1 Gi`` (Kubernetes rejects both), rejects ``.``, never caps.
 
 Kubernetes caps quantities at 2^63-1 (its ``maxAllowed``); values past that are capped here too, without
 computing them (``1e999999999`` would otherwise be a number of a billion digits). Where a value comes from

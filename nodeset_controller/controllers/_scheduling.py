@@ -136,7 +136,7 @@ def static_misfit(pod: PendingPod, labels: Mapping[str, str], taints: Iterable[T
         return "required node affinity does not match"
     for taint in taints:
         if taint.effect in ("NoSchedule", "NoExecute") and not any(_tolerates(t, taint) for t in pod.tolerations):
-            return f"taint {taint.key}={taint.value}:{taint.effect} is not tolerated"
+            return f"taint {taint.key}={taint.value or ''}:{taint.effect} is not tolerated"
     return None
 
 

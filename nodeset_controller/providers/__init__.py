@@ -1,6 +1,5 @@
-"""Machine providers: the interface, the libcloud adapter and the simulator."""
+"""Machine providers: the interface, the libcloud adapter, the simulator and an in-memory provider."""
 
-from ._libcloud import LibcloudProvider, classify_error
 from ._machine import (
     TAG_CLUSTER,
     TAG_NODE,
@@ -14,10 +13,12 @@ from ._machine import (
     QuotaExceededError,
     machine_name,
 )
+from ._memory import MemoryCloud, MemoryProvider
 from ._registry import ProviderRegistry
 from ._simkubelet import LEASE_NAMESPACE, SimulatedKubelets, node_lease, ready_status
 from ._simulator import SimulatorCloud, SimulatorProvider, SimulatorSettings
 from ._userdata import UserDataError, render_user_data
+from .libcloud import LibcloudProvider, classify_error
 
 __all__ = [
     "LEASE_NAMESPACE",
@@ -30,6 +31,8 @@ __all__ = [
     "MachineProvider",
     "MachineSpec",
     "MachineState",
+    "MemoryCloud",
+    "MemoryProvider",
     "ProviderError",
     "ProviderRegistry",
     "QuotaExceededError",

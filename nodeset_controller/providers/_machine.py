@@ -1,9 +1,9 @@
 """The machine provider interface: the one small boundary between kube-node and any source of machines.
 
-Every provider (the libcloud adapter, the simulator) implements :class:`MachineProvider`. Calls block and
-may be slow; the NodeController runs them on worker threads with timeouts. ``create`` is idempotent by
-machine name: the name is derived from the Node (name + uid), and creating a name that already exists
-returns that machine, so a crash between "create" and "record it on the Node" can never make two.
+Every provider (the libcloud adapter, the simulator, the in-memory one) implements :class:`MachineProvider`.
+Calls block and may be slow; the NodeController runs them on worker threads with timeouts. ``create`` is
+idempotent by machine name: the name is derived from the Node (name + uid), and creating a name that already
+exists returns that machine, so a crash between "create" and "record it on the Node" can never make two.
 """
 
 from __future__ import annotations

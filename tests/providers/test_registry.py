@@ -10,9 +10,18 @@ import pytest
 
 from nodeset_controller.api import NodeClass, SecretReference
 from nodeset_controller.controllers import NodeController
-from nodeset_controller.providers import ErrorClass, LibcloudProvider, MachineProvider, ProviderError, ProviderRegistry
+from nodeset_controller.kube import NotLeaderError, WriteFence
+from nodeset_controller.providers import (
+    ErrorClass,
+    MachineProvider,
+    MachineSpec,
+    MemoryCloud,
+    MemoryProvider,
+    ProviderError,
+    ProviderRegistry,
+)
 
-from ._fakes import FakeInformer, FakeRecorder, FakeSecrets, TaggingDriver, nodeclass
+from ._fakes import FakeInformer, FakeRecorder, FakeSecrets, nodeclass
 
 NOT_UTF8 = b"s3cr\xffet-\xfe-token"  # a credential that is not UTF-8: a wrong file put in the Secret, say
 
@@ -59,11 +68,11 @@ def test_a_secret_value_that_is_not_base64_is_invalid_configuration_naming_the_s
 def test_the_sweep_goes_on_to_the_other_nodeclasses_past_one_whose_secret_is_not_utf8() -> None:
     broken, good = _with_secret("ec2", "broken", "bad"), _with_secret("ec2", "good", "fine")
     secrets = FakeSecrets({("creds", "bad"): _secret(key=NOT_UTF8), ("creds", "fine"): _secret(key=b"access-id")})
-    driver = TaggingDriver("ec2")
+    cloud = MemoryCloud()
 
     def factory(nc: NodeClass, credentials: dict[str, str], cluster: str) -> MachineProvider:
         assert nc.metadata.name == "good" and credentials == {"key": "access-id"}
-        return LibcloudProvider(nc, credentials, cluster, driver_factory=lambda: driver)
+        return MemoryProvider(cloud, cluster=cluster, nodeclass=nc.metadata.name)
 
     registry = ProviderRegistry(secrets, "prod", libcloud_factory=factory)  # type: ignore[arg-type]
     controller = NodeController(
@@ -75,4 +84,55 @@ def test_the_sweep_goes_on_to_the_other_nodeclasses_past_one_whose_secret_is_not
     )
 
     assert controller.sweep() == 0
-    assert driver.list_calls == 1  # the good NodeClass was swept, after the broken one
+    assert cloud.calls == [("list", "")]  # the good NodeClass was swept, after the broken one
+
+
+def _memory_registry(client: FakeSecrets, built: list[MemoryProvider]) -> ProviderRegistry:
+    cloud = MemoryCloud()
+
+    def factory(nc: NodeClass, credentials: dict[str, str], cluster: str) -> MachineProvider:
+        built.append(MemoryProvider(cloud, cluster=cluster, nodeclass=nc.metadata.name))
+        return built[-1]
+
+    return ProviderRegistry(client, "prod", libcloud_factory=factory)  # type: ignore[arg-type]
+
+
+def test_one_provider_is_built_per_nodeclass_generation() -> None:
+    built: list[MemoryProvider] = []
+    registry = _memory_registry(FakeSecrets({}), built)
+    small = nodeclass("ec2", "small")
+    small.metadata.uid, small.metadata.generation = "uid-1", 1
+
+    first = registry.provider_for(small)
+    assert registry.provider_for(small) is first  # a status or metadata write leaves the generation
+    small.metadata.generation = 2
+    second = registry.provider_for(small)  # a spec change
+    small.metadata.uid, small.metadata.generation = "uid-2", 1
+    third = registry.provider_for(small)  # deleted and created again: a new uid, generation 1 again
+    other = registry.provider_for(nodeclass("ec2", "large"))
+
+    assert len({id(first), id(second), id(third), id(other)}) == 4
+    assert len(built) == 4
+
+
+def test_a_fenced_registrys_providers_start_no_create_or_destroy_while_the_fence_refuses() -> None:
+    leading = [True]
+    secrets = FakeSecrets({})
+    secrets.fence = WriteFence(lambda: leading[0])  # type: ignore[assignment]
+    built: list[MemoryProvider] = []
+    provider = _memory_registry(secrets, built).provider_for(nodeclass("ec2"))
+    spec = MachineSpec(name="m-1", node_name="n-1", node_uid="u-1", nodeclass="small", cluster="prod", provider_id="p")
+    [memory] = built
+
+    leading[0] = False
+    with pytest.raises(NotLeaderError):
+        provider.create(spec)
+    assert memory.cloud.calls == []  # refused before it reached the cloud
+
+    leading[0] = True
+    provider.create(spec)
+    leading[0] = False
+    with pytest.raises(NotLeaderError):
+        provider.destroy("m-1")
+    assert [m.name for m in provider.list()] == ["m-1"]  # reads pass
+    assert memory.cloud.calls == [("create", "m-1"), ("list", "")]

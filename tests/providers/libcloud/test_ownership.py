@@ -17,7 +17,7 @@ from nodeset_controller.kube import KubeClient, NodeRecord
 from nodeset_controller.providers import LibcloudProvider, Machine, MachineProvider, MachineSpec, ProviderRegistry
 from nodeset_controller.providers import machine_name as name_of_machine
 
-from ._fakes import FakeInformer, FakeRecorder, FakeSecrets, TaggingDriver, node_record, nodeclass
+from .._fakes import FakeInformer, FakeRecorder, FakeSecrets, TaggingDriver, node_record, nodeclass
 
 CLUSTER = "prod"
 UID = "7e1d5c3a-0000-4000-8000-000000000000"

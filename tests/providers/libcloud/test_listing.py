@@ -21,11 +21,11 @@ from nodeset_controller.providers import (
     MachineState,
     ProviderError,
     QuotaExceededError,
-    _libcloud,
     machine_name,
 )
+from nodeset_controller.providers.libcloud import _adapter
 
-from ._fakes import TaggingDriver, nodeclass
+from .._fakes import TaggingDriver, nodeclass
 
 CLUSTER = "prod"
 UID = "7e1d5c3a-0000-4000-8000-000000000000"
@@ -144,7 +144,7 @@ def test_a_machine_just_created_that_listings_do_not_show_yet_is_not_reported_mi
     assert provider.get(name) is not None  # now listed
 
     # A machine that listings never show is believed gone once the grace has passed.
-    monkeypatch.setattr(_libcloud, "_UNLISTED_GRACE", 0.0)
+    monkeypatch.setattr(_adapter, "_UNLISTED_GRACE", 0.0)
     never_listed = TaggingDriver("openstack")
     never_listed.hidden.add(name)
     provider = _provider(never_listed, listing_max_age=0.0)

@@ -1,0 +1,101 @@
+"""GCE: labels (``ex_labels``; values sanitised to GCE's ``[a-z0-9_-]{0,63}``, ``.`` becoming ``_``) for people
+and the console, and the exact values again as instance metadata (``ex_metadata``, next to ``user-data``); read
+back from the metadata, falling back to the labels (cut at 63 characters: see the package's docstring)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .._machine import TAG_CLUSTER, ErrorClass, MachineSpec, ProviderError
+from ._dialect import OUR_TAGS, Dialect, string_dict
+from ._errors import conflict
+
+
+class GceDialect(Dialect):
+    """GCE: labels are sanitised, so the exact tags also go into instance metadata, next to user-data."""
+
+    reads_tags = True
+    image_hint = "not in this project nor in GCE's public image projects (by name or family prefix)"
+    _LABEL = re.compile(r"[^a-z0-9_-]")
+    _MAX = 63  #: characters in a label value
+
+    def list_kwargs(self, cluster: str) -> dict[str, Any]:
+        return {"ex_zone": "all"}
+
+    def _label(self, value: str) -> str:
+        return self._LABEL.sub("-", value.lower().replace(".", "_"))[: self._MAX]
+
+    def _exact(self, node: Any) -> dict[str, str]:
+        metadata = node.extra.get("metadata") or {}
+        items = (metadata.get("items") or []) if isinstance(metadata, dict) else []
+        return {str(i["key"]): str(i["value"]) for i in items if isinstance(i, dict) and i.get("key") in OUR_TAGS}
+
+    def read_tags(self, node: Any) -> dict[str, str]:
+        tags = self._exact(node)
+        labels = string_dict(node.extra.get("labels"))
+        for key in OUR_TAGS:
+            if key not in tags and key in labels:
+                tags[key] = labels[key].replace("_", ".")
+        return tags
+
+    def owns(self, node: Any, cluster: str) -> bool:
+        exact = self._exact(node).get(TAG_CLUSTER)
+        if exact is not None:
+            return exact == cluster
+        return string_dict(node.extra.get("labels")).get(TAG_CLUSTER) == self._label(cluster)
+
+    def cut_tags(self, node: Any) -> frozenset[str]:
+        exact = self._exact(node)
+        labels = string_dict(node.extra.get("labels"))
+        return frozenset(key for key in OUR_TAGS if key not in exact and len(labels.get(key, "")) >= self._MAX)
+
+    def add_user_data(
+        self, kwargs: dict[str, Any], extra: dict[str, Any], user_data: str, driver: Any, provider: str
+    ) -> None:
+        metadata = _gce_metadata(extra.pop("ex_metadata", None))
+        if user_data:
+            if "user-data" in metadata:
+                raise conflict(provider, "ex_metadata['user-data']", "userData")
+            metadata["user-data"] = user_data
+        kwargs["ex_metadata"] = metadata
+
+    def add_tags(self, kwargs: dict[str, Any], extra: dict[str, Any], spec: MachineSpec) -> None:
+        kwargs["ex_metadata"] = {**kwargs.get("ex_metadata", {}), **spec.tags}
+        theirs = string_dict(extra.pop("ex_labels", None) or {})
+        kwargs["ex_labels"] = {**theirs, **{key: self._label(value) for key, value in spec.tags.items()}}
+
+    def find_image(self, driver: Any, wanted: str) -> Any | None:
+        # Searches this project and the public image projects, by name, family prefix or URL.
+        return driver.ex_get_image(wanted)
+
+
+def _gce_metadata(value: Any) -> dict[str, str]:
+    """The user's ex_metadata, in any of the forms libcloud's GCE driver accepts, as a flat dict."""
+    if not value:
+        return {}
+    if isinstance(value, dict) and set(value) == {"items"}:
+        value = value["items"]
+    if isinstance(value, dict) and set(value) == {"key", "value"}:
+        value = [value]
+    if isinstance(value, list):
+        flat: dict[str, str] = {}
+        for item in value:
+            if isinstance(item, dict) and set(item) == {"key", "value"}:
+                flat[str(item["key"])] = str(item["value"])
+            elif isinstance(item, dict) and len(item) == 1:
+                flat.update(string_dict(item))
+            else:
+                raise ProviderError(
+                    "gce: extraCreateArgs ex_metadata has an item that is neither {key, value} nor {name: value}",
+                    error_class=ErrorClass.INVALID_CONFIGURATION,
+                    code="INVALID_CREATE_ARGUMENT",
+                )
+        return flat
+    if isinstance(value, dict):
+        return string_dict(value)
+    raise ProviderError(
+        "gce: extraCreateArgs ex_metadata must be an object or a list",
+        error_class=ErrorClass.INVALID_CONFIGURATION,
+        code="INVALID_CREATE_ARGUMENT",
+    )
