@@ -164,9 +164,11 @@ def test_more_failed_nodes_than_max_unhealthy_removes_none_and_a_condition_says_
         nodeset = kube.get(NODESETS, "fleet")
         conditions = {c["type"]: c for c in nodeset.get("status", {}).get("conditions", [])}
         remediation = conditions.get("RemediationAllowed")
-        return nodeset if remediation and remediation["status"] == "False" else None
+        # Held once two are dark already (two is past the cap of one): wait until the status counts all three.
+        held_for_all = remediation and remediation["status"] == "False" and "3 of 5" in remediation["message"]
+        return nodeset if held_for_all else None
 
-    nodeset = eventually(held, timeout=30, what="RemediationAllowed=False")
+    nodeset = eventually(held, timeout=30, what="RemediationAllowed=False for 3 of 5")
     remediation = condition(nodeset, "RemediationAllowed")
     assert remediation["reason"] == "TooManyUnhealthy"
     assert "3 of 5 Nodes look failed or unhealthy" in remediation["message"]

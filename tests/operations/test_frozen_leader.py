@@ -143,7 +143,16 @@ def test_a_frozen_leader_is_replaced_and_nothing_it_sends_after_waking_lands(
         assert woke == [], woke
         nodes = kube.list(NODES, labelSelector="kube-node.io/nodeset=pool")["items"]
         machines = cloud.machines()
-        assert len(nodes) == 12
+        assert len(nodes) == 12, [
+            (
+                n["metadata"]["name"],
+                n["metadata"].get("creationTimestamp"),
+                n["metadata"].get("deletionTimestamp"),
+                [o.get("uid") for o in n["metadata"].get("ownerReferences") or []],
+                {k: v for k, v in (n["metadata"].get("annotations") or {}).items() if k.startswith("kube-node.io/")},
+            )
+            for n in nodes
+        ]
         per_node = Counter(m.node_name for m in machines)
         assert set(per_node) == {n["metadata"]["name"] for n in nodes}, sorted(per_node)
         assert max(per_node.values()) == 1, per_node
