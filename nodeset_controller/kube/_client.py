@@ -133,7 +133,11 @@ def _check_at_send(method: str, url: str) -> None:
 
 
 class _FencedHTTPConnection(urllib3.connection.HTTPConnection):
-    """A connection that, for a fenced request, connects first and asks the fence right before it writes."""
+    """A connection that, for a fenced request, connects first and asks the fence as it hands the request's
+    first bytes (the header block) to the socket: the last moment before anything leaves the process."""
+
+    #: (method, url) of a fenced request whose first bytes are not sent yet
+    _fence_request: tuple[str, str] | None = None
 
     def request(  # type: ignore[override]  # urllib3's own signature, which overrides http.client's
         self,
@@ -151,17 +155,28 @@ class _FencedHTTPConnection(urllib3.connection.HTTPConnection):
         if getattr(_SENDING, "fence", None) is not None:
             if self.sock is None:
                 self.connect()
-            _check_at_send(method, url)
-        super().request(
-            method,
-            url,
-            body,
-            headers,
-            chunked=chunked,
-            preload_content=preload_content,
-            decode_content=decode_content,
-            enforce_content_length=enforce_content_length,
-        )
+            self._fence_request = (method, url)
+        try:
+            super().request(
+                method,
+                url,
+                body,
+                headers,
+                chunked=chunked,
+                preload_content=preload_content,
+                decode_content=decode_content,
+                enforce_content_length=enforce_content_length,
+            )
+        finally:
+            self._fence_request = None
+
+    def send(self, data: Any) -> None:
+        """http.client's send; for a fenced request's first bytes, the fence's last word right before them."""
+        pending = self._fence_request
+        if pending is not None:
+            self._fence_request = None
+            _check_at_send(*pending)
+        super().send(data)
 
 
 class _FencedHTTPSConnection(_FencedHTTPConnection, urllib3.connection.HTTPSConnection):
