@@ -16,7 +16,7 @@ from typing import IO, Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from kube_node._provider import make_provider_certificates, write_cloud_config  # noqa: E402
+from kube_node._grpc import make_grpc_certificates, write_cloud_config  # noqa: E402
 from kube_node.controlplane import ControlPlane, find_binaries  # noqa: E402
 from nodeset_controller.api import (  # noqa: E402
     ANNOTATION_MACHINE_ID,
@@ -148,7 +148,7 @@ def kube_node(
     provider: list[str] = ["--grpc-address="]
     cloud_config = None
     if provider_port is not None:
-        certificates = make_provider_certificates(scratch / "tls")
+        certificates = make_grpc_certificates(scratch / "tls")
         address = f"127.0.0.1:{provider_port}"
         cloud_config = write_cloud_config(scratch / "cloud-config.yaml", address, certificates)
         provider = [

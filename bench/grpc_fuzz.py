@@ -1,4 +1,4 @@
-"""Benchmark: fuzzed externalgrpc requests (tests/provider/_fuzz.py) against kube-node run as its own process,
+"""Benchmark: fuzzed externalgrpc requests (tests/grpc/_fuzz.py) against kube-node run as its own process,
 over mutual TLS, on a real control plane. Prints requests/s, the status codes per RPC and overall, every
 imprecise answer, and the server process's resident memory (VmRSS) after the warm-up and after the run.
 
@@ -23,7 +23,7 @@ from _harness import control_plane, kube_node
 
 from autoscaler_provider._proto import externalgrpc_pb2 as pb
 from autoscaler_provider._proto import externalgrpc_pb2_grpc as pb_grpc
-from tests.provider._fuzz import Caller, Fuzzer, make_world, rss_kib, send
+from tests.grpc._fuzz import Caller, Fuzzer, make_world, rss_kib, send
 
 
 def poll(check: Callable[[], Any], *, timeout: float = 60, what: str = "condition") -> Any:

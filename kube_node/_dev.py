@@ -24,7 +24,7 @@ from autoscaler_provider import ProviderServer
 from nodeset_controller.controllers import Manager, ManagerSettings, NodeControllerSettings
 from nodeset_controller.kube import KubeClient, install_crds
 
-from ._provider import make_provider_certificates, serve_provider, write_cloud_config
+from ._grpc import make_grpc_certificates, serve_grpc, write_cloud_config
 from ._run import cluster_identity
 from ._samples import SAMPLES_DIR, apply_samples
 from ._status import StatusServer
@@ -87,7 +87,8 @@ def usage(state: DevState, state_dir: Path) -> str:
             "  kubectl scale nodeset demo --replicas=5",
             "  kubectl explain nodeset.spec",
             "",
-            "The cluster-autoscaler provider serves NodeSets with autoscaling.mode ClusterAutoscaler, over mutual TLS:",
+            "The gRPC server (an externalgrpc cloud provider) serves NodeSets with autoscaling.mode "
+            "ClusterAutoscaler, over mutual TLS:",
             f"  cluster-autoscaler --cloud-provider=externalgrpc --cloud-config={state.cloud_config} \\",
             f"    --kubeconfig={state.kubeconfig} --leader-elect=false",
             "",
@@ -162,7 +163,7 @@ def serve(state_dir: Path) -> int:
     binaries = find_binaries(build=False)
     control_plane = ControlPlane(state_dir / "controlplane", binaries=binaries)
     manager: Manager | None = None
-    provider: ProviderServer | None = None
+    grpc_server: ProviderServer | None = None
     status: StatusServer | None = None
     try:
         control_plane.start()
@@ -181,9 +182,10 @@ def serve(state_dir: Path) -> int:
             ),
         )
         manager.start()
-        certificates = make_provider_certificates(state_dir / "provider-tls")
-        provider = serve_provider(manager, "127.0.0.1:0", certificates.server_tls)
-        cloud_config = write_cloud_config(state_dir / "cloud-config.yaml", f"127.0.0.1:{provider.port}", certificates)
+        certificates = make_grpc_certificates(state_dir / "grpc-tls")
+        grpc_server = serve_grpc(manager, "127.0.0.1:0", certificates.server_tls)
+        address = f"127.0.0.1:{grpc_server.port}"
+        cloud_config = write_cloud_config(state_dir / "cloud-config.yaml", address, certificates)
         running = manager
 
         def ready() -> tuple[bool, list[str]]:
@@ -217,8 +219,8 @@ def serve(state_dir: Path) -> int:
         (state_dir / "state.json").unlink(missing_ok=True)
         if status is not None:
             status.stop()
-        if provider is not None:
-            provider.stop()
+        if grpc_server is not None:
+            grpc_server.stop()
         if manager is not None:
             manager.stop()
         control_plane.stop()

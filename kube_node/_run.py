@@ -1,12 +1,12 @@
-"""``kube-node run``: the controllers and the provider in one process, leader-elected, until SIGTERM.
+"""``kube-node run``: the controllers and the gRPC server in one process, leader-elected, until SIGTERM.
 
-Every replica fills its caches at once and serves the provider's reads (a warm standby); only the holder of
-the Lease runs the controllers and accepts the provider's writes. On SIGTERM the process stops taking work,
+Every replica fills its caches at once and serves the gRPC server's reads (a warm standby); only the holder of
+the Lease runs the controllers and accepts the gRPC server's writes. On SIGTERM the process stops taking work,
 gives reconciles in flight a bounded time to finish, and only then releases the Lease, so the next leader
 never overlaps with it. A leader that loses its Lease exits with status 1 at once (its cloud calls are
 idempotent, so one cut short is safe to repeat) and is restarted as a standby.
 
-Everything the controllers, the simulated kubelets and the provider change goes through one fence
+Everything the controllers, the simulated kubelets and the gRPC server change goes through one fence
 (nodeset_controller.kube.WriteFence): every mutating API request and every machine create or destroy is
 refused, unsent, unless the process holds the Lease at that moment by its own clock. So a leader frozen
 past its renew deadline (SIGSTOP, a stalled machine) sends nothing when it wakes, even before it notices
@@ -50,7 +50,7 @@ from nodeset_controller.kube import (
 )
 
 from . import __version__
-from ._provider import serve_provider
+from ._grpc import serve_grpc
 from ._status import StatusServer
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 BUILD_INFO = Info("kube_node_build", "The running kube-node's version.")
 BUILD_INFO.info({"version": __version__})
 
-#: The label the leader puts on its own pod (when it knows it), so a Service can send the provider's
+#: The label the leader puts on its own pod (when it knows it), so a Service can send the gRPC server's
 #: clients to the one replica that accepts writes.
 LABEL_LEADER = "kube-node.io/leader"
 _SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -168,7 +168,7 @@ def run(options: RunOptions) -> int:
     if options.install_crds:
         install_crds(client)
     elector: LeaderElector | None = None
-    # The controllers' and the provider's client: fenced on the Lease when there is one (the elector, made
+    # The controllers' and the gRPC server's client: fenced on the Lease when there is one (the elector, made
     # below, is asked at each write).
     acting = client
     if options.leader_election.enabled:
@@ -222,7 +222,7 @@ def run(options: RunOptions) -> int:
         manager.start_caches()
         if options.grpc_address:
             may_write = elector.is_leader if elector is not None else (lambda: True)
-            server = serve_provider(manager, options.grpc_address, options.grpc_tls, may_write=may_write)
+            server = serve_grpc(manager, options.grpc_address, options.grpc_tls, may_write=may_write)
         if elector is None:
             manager.start_controllers()
         else:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from nodeset_controller.api import crd_yaml
+from nodeset_controller.api import API_VERSION, crd_yaml
 
 from . import __version__, _dev, _run, _settings
 from ._logging import configure_logging
@@ -45,7 +45,7 @@ def _build() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     commands.add_parser(
         "crds",
         help="print the NodeClass and NodeSet CRD manifests (YAML)",
-        description="Print the CustomResourceDefinitions of kube-node.io/v1alpha1, e.g. "
+        description=f"Print the CustomResourceDefinitions of {API_VERSION}, e.g. "
         "`kube-node crds | kubectl apply -f -`.",
     )
 
@@ -54,7 +54,7 @@ def _build() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
         help="run the controllers against a cluster until SIGTERM",
         description="Run kube-node's controllers, the pending-pod autoscaler and the cluster-autoscaler provider "
         "against the cluster of --kubeconfig (or, inside a pod, the in-cluster credentials). Replicas elect a "
-        "leader on a Lease: every replica keeps its caches warm and answers the provider's reads; only the "
+        "leader on a Lease: every replica keeps its caches warm and answers the gRPC server's reads; only the "
         "leader acts.\n\n"
         "Every flag can also be set by an environment variable KUBE_NODE_<FLAG> (e.g. KUBE_NODE_CLUSTER_NAME) "
         "or in a YAML --config file whose keys are the flag names (e.g. `cluster-name: prod`, "

@@ -23,7 +23,7 @@ import pytest
 
 from autoscaler_provider import ProviderServer
 from autoscaler_provider._proto import externalgrpc_pb2_grpc
-from kube_node._provider import ProviderCertificates, make_provider_certificates, serve_provider
+from kube_node._grpc import GrpcCertificates, make_grpc_certificates, serve_grpc
 from kube_node.controlplane import Binaries, ControlPlane, find_binaries
 from nodeset_controller.api import LABEL_NODECLASS
 from nodeset_controller.controllers import (
@@ -187,7 +187,7 @@ class Provider:
     server: ProviderServer
     stub: externalgrpc_pb2_grpc.CloudProviderStub
     channel: grpc.Channel
-    certificates: ProviderCertificates
+    certificates: GrpcCertificates
     address: str
 
 
@@ -203,8 +203,8 @@ def secure_channel(address: str, ca: Path, cert: Path | None = None, key: Path |
 
 @pytest.fixture
 def provider(manager: Manager, tmp_path: Path) -> Iterator[Provider]:
-    certificates = make_provider_certificates(tmp_path / "tls")
-    server = serve_provider(manager, "127.0.0.1:0", certificates.server_tls)
+    certificates = make_grpc_certificates(tmp_path / "tls")
+    server = serve_grpc(manager, "127.0.0.1:0", certificates.server_tls)
     address = f"127.0.0.1:{server.port}"
     channel = secure_channel(address, certificates.ca, certificates.client.cert, certificates.client.key)
     try:

@@ -2,7 +2,7 @@
 and the Nodes of the class that have registered.
 
 One place for it, because its readers must agree: the NodeSetController that creates the Nodes, the
-cluster-autoscaler provider's template Node, the pending-pod autoscaler's simulation of a new Node, and the
+gRPC server's template Node (for the cluster-autoscaler), the pending-pod autoscaler's simulation of a new Node, and the
 NodeClassController that says on the NodeClass whether its Nodes are what it declares.
 """
 

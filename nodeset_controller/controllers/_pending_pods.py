@@ -15,7 +15,7 @@ decision, and once a second besides):
    pods that triggered it get an Event naming the NodeSet and its new size; a pod that fits no NodeSet gets
    one Event saying why, per NodeSet (once per pod and reason).
 4. **scale down**: a Ready Node that has run only DaemonSet and mirror pods for ``unneeded_time`` is removed
-   through the same path as the provider's DeleteNodes (named, replicas lowered), never below minReplicas.
+   through the same path as the gRPC server's DeleteNodes (named, replicas lowered), never below minReplicas.
 
 NodeSets in any other mode are never touched, so this autoscaler and the cluster-autoscaler never fight.
 """

@@ -3,7 +3,7 @@
 Victims are taken in this order, and within each group by the NodeSet's deletePolicy:
 
 1. Nodes asked for by name: listed in the NodeSet's ``kube-node.io/delete-requested-nodes`` (the autoscaler
-   provider's DeleteNodes), or annotated ``kube-node.io/delete-requested`` (by a person);
+   gRPC server's DeleteNodes), or annotated ``kube-node.io/delete-requested`` (by a person);
 2. Nodes that failed (see :func:`failure_of`);
 3. Nodes that are not Ready;
 4. the rest: Oldest (created first), Newest (created last) or Random.

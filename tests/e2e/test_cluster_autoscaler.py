@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kube_node._provider import write_cloud_config
+from kube_node._grpc import write_cloud_config
 from kube_node.controlplane import Binaries, ControlPlane, find_binaries
 from nodeset_controller.api import LABEL_NODESET
 from nodeset_controller.controllers import Manager

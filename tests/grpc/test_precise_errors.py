@@ -1,4 +1,4 @@
-"""What the fuzzer found (tests/provider/test_fuzz.py), one regression test each: the answers are precise
+"""What the fuzzer found (tests/grpc/test_fuzz.py), one regression test each: the answers are precise
 statuses with messages the client can read, and a Node no NodeSet made is in no node group."""
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from nodeset_controller.controllers import Manager
 from .controlplane._certs import CertificateAuthority, KeyPair
 
 
-def serve_provider(
+def serve_grpc(
     manager: Manager, address: str, tls: TLSFiles | None, *, may_write: Callable[[], bool] = lambda: True
 ) -> ProviderServer:
     """Start the CloudProvider on ``address`` over the Manager's caches; it accepts writes while
@@ -28,8 +28,8 @@ def serve_provider(
 
 
 @dataclass(frozen=True)
-class ProviderCertificates:
-    """A CA, the provider's serving certificate and a client certificate for the cluster-autoscaler."""
+class GrpcCertificates:
+    """A CA, the gRPC server's serving certificate and a client certificate for the cluster-autoscaler."""
 
     ca: Path
     server: KeyPair
@@ -37,11 +37,11 @@ class ProviderCertificates:
 
     @property
     def server_tls(self) -> TLSFiles:
-        """What the provider serves with: its pair, and the CA its clients must chain to."""
+        """What the gRPC server serves with: its pair, and the CA its clients must chain to."""
         return TLSFiles(cert=self.server.cert, key=self.server.key, client_ca=self.ca)
 
 
-def make_provider_certificates(directory: Path, host: str = "127.0.0.1") -> ProviderCertificates:
+def make_grpc_certificates(directory: Path, host: str = "127.0.0.1") -> GrpcCertificates:
     """Generate a fresh CA with a serving certificate for ``host`` and a client certificate, in ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = CertificateAuthority("kube-node-provider-ca")
@@ -51,10 +51,10 @@ def make_provider_certificates(directory: Path, host: str = "127.0.0.1") -> Prov
         directory, "server", common_name=host, server=True, dns_names=dns_names, ip_addresses=("127.0.0.1",)
     )
     client = ca.issue(directory, "client", common_name="cluster-autoscaler", client=True)
-    return ProviderCertificates(ca=ca_path, server=server, client=client)
+    return GrpcCertificates(ca=ca_path, server=server, client=client)
 
 
-def write_cloud_config(path: Path, address: str, certificates: ProviderCertificates | None) -> Path:
+def write_cloud_config(path: Path, address: str, certificates: GrpcCertificates | None) -> Path:
     """The cluster-autoscaler's --cloud-config for this provider (mutual TLS when certificates are given)."""
     config: dict[str, str] = {"address": address, "grpc_timeout": "10s"}
     if certificates is not None:

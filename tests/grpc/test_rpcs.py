@@ -325,7 +325,7 @@ EVENTS = Resource("", "v1", "events", namespaced=True)
 
 
 def template_resources(provider: Provider, group: str) -> tuple[dict[str, str], dict[str, str]]:
-    """(capacity, allocatable) of the template Node the provider serves for ``group``."""
+    """(capacity, allocatable) of the template Node the gRPC server serves for ``group``."""
     data = provider.stub.NodeGroupTemplateNodeInfo(pb.NodeGroupTemplateNodeInfoRequest(id=group)).nodeBytes
     node = k8s_node_pb2.Node.FromString(data)
     return (

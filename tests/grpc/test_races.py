@@ -11,7 +11,7 @@ every write to it, in etcd order. Each write that changes ``spec.replicas`` is a
 
 - a write that adds names to ``kube-node.io/delete-requested-nodes`` is a DeleteNodes; it must lower
   replicas by exactly the number of names it adds (to no less than 0) in the same write;
-- a write whose resourceVersion the provider's client got back from a PUT of the scale subresource (the
+- a write whose resourceVersion the gRPC server's client got back from a PUT of the scale subresource (the
   provider here is served with a client that notes them) is an IncreaseSize: it must be a rise;
 - any other change of replicas is a kubectl scale: its value must be one kubectl was asked for (the
   controllers never write spec.replicas of a NodeSet in ClusterAutoscaler mode without failed machines,
@@ -79,7 +79,7 @@ class State:
 
 
 class _NotingClient(KubeClient):
-    """The provider's client, noting the resourceVersion of every scale-subresource write it makes."""
+    """The gRPC server's client, noting the resourceVersion of every scale-subresource write it makes."""
 
     def __init__(self, configuration: Any) -> None:
         super().__init__(configuration)
@@ -249,7 +249,7 @@ def _race(
             changes["scale"] += change
             scaled_down += max(0, -change)
         assert after.replicas <= MAX
-    assert len(rises) == len(client.scale_writes), "every scale write of the provider is in the history"
+    assert len(rises) == len(client.scale_writes), "every scale write of the gRPC server is in the history"
     assert sorted(rises) == ok_deltas, "each accepted IncreaseSize wrote its delta once, and nothing else rose"
     assert set(recorded) == ok_names, "exactly the names of accepted DeleteNodes were recorded"
     assert not [n for n, times in recorded.items() if times > 1], f"recorded twice: {recorded}"
@@ -319,7 +319,7 @@ def test_nodes_named_for_removal_go_even_if_replicas_rose_again_first(kube: Kube
 
 
 class _StaleByProviderID:
-    """The provider's Node cache, but answering one providerID lookup with the record it had before the Node
+    """The gRPC server's Node cache, but answering one providerID lookup with the record it had before the Node
     went: how the cache looks to a DeleteNodes call that checked membership just before the Node was removed."""
 
     def __init__(self, real: Any, stale: NodeRecord) -> None:

@@ -10,7 +10,7 @@ for: the codes allowed, a word the error's message must contain (the field at fa
 NodeGroupForNode the groups the answer may name. What depends on state that the fuzzer's own accepted writes
 change (a Node it deleted, a target it raised) allows each outcome the state could give, and no more.
 
-Shared by tests/provider/test_fuzz.py and bench/grpc_fuzz.py; ``make_world`` builds the objects both fuzz.
+Shared by tests/grpc/test_fuzz.py and bench/grpc_fuzz.py; ``make_world`` builds the objects both fuzz.
 """
 
 from __future__ import annotations

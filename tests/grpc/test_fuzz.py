@@ -1,7 +1,7 @@
 """Bad input: fuzzed requests against the running provider get precise statuses, and cost no memory.
 
-The cases are drawn by tests/provider/_fuzz.py, which lists the codes each RPC may answer (ALLOWED) and narrows
-them per request, with the field an error must name. The provider runs in this process, so the memory read is
+The cases are drawn by tests/grpc/_fuzz.py, which lists the codes each RPC may answer (ALLOWED) and narrows
+them per request, with the field an error must name. The gRPC server runs in this process, so the memory read is
 its own (VmRSS, after a warm-up of 1,500 requests). The seed is fixed so that CI sends the same 10,000
 requests every time; KUBE_NODE_FUZZ_SEED explores others, KUBE_NODE_FUZZ_COUNT sends more or fewer. A failure
 prints the seed and the requests.
@@ -21,7 +21,7 @@ from autoscaler_provider._proto import externalgrpc_pb2 as pb
 from nodeset_controller.controllers import Manager
 from nodeset_controller.kube import NODESETS, KubeClient
 from tests.conftest import Provider, eventually
-from tests.provider._fuzz import Caller, Fuzzer, make_world, rss_kib, send
+from tests.grpc._fuzz import Caller, Fuzzer, make_world, rss_kib, send
 
 pytestmark = pytest.mark.controlplane
 

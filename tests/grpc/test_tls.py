@@ -1,4 +1,4 @@
-"""The provider speaks mutual TLS: plaintext and certificates from another CA are refused."""
+"""The gRPC server speaks mutual TLS: plaintext and certificates from another CA are refused."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from autoscaler_provider._proto import externalgrpc_pb2 as pb
 from autoscaler_provider._proto import externalgrpc_pb2_grpc
-from kube_node._provider import make_provider_certificates
+from kube_node._grpc import make_grpc_certificates
 from tests.conftest import Provider, secure_channel
 
 pytestmark = pytest.mark.controlplane
@@ -38,7 +38,7 @@ def test_a_client_without_a_certificate_is_refused(provider: Provider) -> None:
 
 
 def test_a_client_certificate_from_another_ca_is_refused(provider: Provider, tmp_path: Path) -> None:
-    stranger = make_provider_certificates(tmp_path / "stranger")
+    stranger = make_grpc_certificates(tmp_path / "stranger")
     with pytest.raises(grpc.RpcError) as caught:
         call(secure_channel(provider.address, provider.certificates.ca, stranger.client.cert, stranger.client.key))
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
