@@ -164,7 +164,8 @@ _COMBINED: dict[str, Callable[[Mapping[str, Any]], Any]] = {"grpc_tls": _combine
 _ACCESS = "cluster access"
 _IDENTITY = "identity"
 _MACHINES = "machines"
-_GRPC = "provider (gRPC)"
+_GRPC = "gRPC server (for the cluster-autoscaler)"
+_JOIN = "joining machines"
 _PENDING = "pending-pod autoscaler (NodeSets in KubeNode mode)"
 _ELECTION = "leader election"
 _LIFECYCLE = "lifecycle"
@@ -276,10 +277,30 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="N",
     ),
     Setting(
+        "join-api-server",
+        str,
+        _JOIN,
+        "the API server's URL as new machines reach it: ${API_SERVER} in a NodeClass's user-data",
+        field="join_api_server",
+        default=None,
+        default_text="from kube-public/cluster-info, else this process's own API server address",
+        metavar="URL",
+    ),
+    Setting(
+        "join-ca-file",
+        Path,
+        _JOIN,
+        "the cluster's CA (PEM) for ${CA_CERT_BASE64} and ${CA_CERT_HASH} in a NodeClass's user-data",
+        field="join_ca_file",
+        default=None,
+        default_text="from kube-public/cluster-info, else the CA this process trusts",
+        metavar="FILE",
+    ),
+    Setting(
         "grpc-address",
         str,
         _GRPC,
-        "where the cluster-autoscaler externalgrpc provider listens, as host:port; empty disables it",
+        "where the gRPC server for the cluster-autoscaler (externalgrpc) listens, as host:port; empty disables it",
         field="grpc_address",
         metavar="HOST:PORT",
     ),

@@ -25,14 +25,24 @@ from autoscaler_provider import ProviderServer
 from autoscaler_provider._proto import externalgrpc_pb2_grpc
 from kube_node._grpc import GrpcCertificates, make_grpc_certificates, serve_grpc
 from kube_node.controlplane import Binaries, ControlPlane, find_binaries
-from nodeset_controller.api import LABEL_NODECLASS
+from nodeset_controller.api import LABEL_BOOTSTRAP_TOKEN_NODE_UID, LABEL_NODECLASS
 from nodeset_controller.controllers import (
     Manager,
     ManagerSettings,
     NodeControllerSettings,
     NodeSetControllerSettings,
 )
-from nodeset_controller.kube import CRDS, NODECLASSES, NODES, NODESETS, ApiError, KubeClient, Resource, install_crds
+from nodeset_controller.kube import (
+    CRDS,
+    NODECLASSES,
+    NODES,
+    NODESETS,
+    SECRETS,
+    ApiError,
+    KubeClient,
+    Resource,
+    install_crds,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -91,6 +101,13 @@ def wipe(client: KubeClient) -> None:
                 if not error.not_found:
                     raise
         eventually(lambda r=resource: not client.list(r)["items"], what=f"{resource.plural} deleted")
+    tokens = client.list(SECRETS, "kube-system", labelSelector=LABEL_BOOTSTRAP_TOKEN_NODE_UID)["items"]
+    for token in tokens:  # the bootstrap tokens kube-node minted
+        try:
+            client.delete(SECRETS, token["metadata"]["name"], "kube-system")
+        except ApiError as error:
+            if not error.not_found:
+                raise
 
 
 def eventually(

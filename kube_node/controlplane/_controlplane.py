@@ -393,6 +393,8 @@ class ControlPlane:
                 f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
                 "--authorization-mode=Node,RBAC",
+                # As a real cluster has it: machines join with bootstrap tokens (kube-system Secrets).
+                "--enable-bootstrap-token-auth=true",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
                 "--max-requests-inflight=2000",

@@ -13,6 +13,8 @@ from ._conditions import condition_json, make_condition
 from ._crds import crd_manifests, crd_yaml
 from ._model import ModelError
 from ._names import (
+    ANNOTATION_BOOTSTRAP_TOKEN_NODE,
+    ANNOTATION_BOOTSTRAP_TOKENS,
     ANNOTATION_DELETE_REQUESTED,
     ANNOTATION_DELETE_REQUESTED_NODES,
     ANNOTATION_DRAIN_STARTED,
@@ -27,6 +29,7 @@ from ._names import (
     FINALIZER_IN_USE,
     FINALIZER_MACHINE,
     GROUP,
+    LABEL_BOOTSTRAP_TOKEN_NODE_UID,
     LABEL_GPU,
     LABEL_NODECLASS,
     LABEL_NODESET,
@@ -56,6 +59,7 @@ from ._quantity import QuantityError, QuantityRangeError, parse_quantity, resour
 from ._removal_requests import format_names, parse_names, requested_nodes
 from ._time import now_rfc3339, parse_time
 from ._types import (
+    DEFAULT_REGISTRATION_TIMEOUT_SECONDS,
     MODE_CLUSTER_AUTOSCALER,
     MODE_KUBE_NODE,
     MODE_MANUAL,
@@ -85,6 +89,8 @@ from ._types import (
 )
 
 __all__ = [
+    "ANNOTATION_BOOTSTRAP_TOKENS",
+    "ANNOTATION_BOOTSTRAP_TOKEN_NODE",
     "ANNOTATION_DELETE_REQUESTED",
     "ANNOTATION_DELETE_REQUESTED_NODES",
     "ANNOTATION_DRAIN_STARTED",
@@ -98,9 +104,11 @@ __all__ = [
     "API_VERSION",
     "CAPACITY_TOLERANCE",
     "DEFAULT_PODS",
+    "DEFAULT_REGISTRATION_TIMEOUT_SECONDS",
     "FINALIZER_IN_USE",
     "FINALIZER_MACHINE",
     "GROUP",
+    "LABEL_BOOTSTRAP_TOKEN_NODE_UID",
     "LABEL_GPU",
     "LABEL_NODECLASS",
     "LABEL_NODESET",

@@ -51,6 +51,14 @@ ANNOTATION_MACHINE_ERROR_CLASS: Final = f"{GROUP}/machine-error-class"
 #: for a while from then, however long the failed call itself took.
 ANNOTATION_MACHINE_ERROR_TIME: Final = f"{GROUP}/machine-error-time"
 
+#: On each bootstrap token Secret kube-node mints (kube-system): the uid of the Node whose machine it joins.
+LABEL_BOOTSTRAP_TOKEN_NODE_UID: Final = f"{GROUP}/node-uid"
+#: On each such Secret: that Node's name (a name may be too long for a label value).
+ANNOTATION_BOOTSTRAP_TOKEN_NODE: Final = f"{GROUP}/node"
+#: On a Node: the names of the bootstrap token Secrets minted for its machine (``bootstrap-token-<id>``, the
+#: token's public half), written before each Secret is made and cleared once they are deleted.
+ANNOTATION_BOOTSTRAP_TOKENS: Final = f"{GROUP}/bootstrap-tokens"
+
 #: The scheme of the providerIDs kube-node gives its Nodes: ``kube-node://<class>/<node>``.
 PROVIDER_ID_SCHEME: Final = "kube-node://"
 

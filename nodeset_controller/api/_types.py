@@ -22,6 +22,8 @@ MODE_MANUAL: Final = "Manual"
 MODE_CLUSTER_AUTOSCALER: Final = "ClusterAutoscaler"
 #: ``spec.autoscaling.mode``: kube-node's own pending-pod autoscaler sizes the set.
 MODE_KUBE_NODE: Final = "KubeNode"
+#: ``spec.replacement.registrationTimeoutSeconds`` when unset; also how long a bootstrap token lives.
+DEFAULT_REGISTRATION_TIMEOUT_SECONDS: Final = 900
 
 
 @dataclass
@@ -147,7 +149,7 @@ class DrainSettings:
 class ReplacementSettings:
     """How a NodeSet replaces Nodes whose machine failed."""
 
-    registration_timeout_seconds: int = 900
+    registration_timeout_seconds: int = DEFAULT_REGISTRATION_TIMEOUT_SECONDS
     max_in_flight: int = 1
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import metrics
-from ..api import LABEL_NODECLASS, LABEL_NODESET, NodeClass, NodeSet
+from ..api import DEFAULT_REGISTRATION_TIMEOUT_SECONDS, LABEL_NODECLASS, LABEL_NODESET, NodeClass, NodeSet
 from ..kube import (
     DEFAULT_WATCH_IDLE_TIMEOUT,
     NODECLASSES,
@@ -34,6 +34,7 @@ from ..providers import (
     SimulatedKubelets,
     SimulatorCloud,
 )
+from ._join import ClusterEndpoint, JoinCredentials, ca_cert_hash, discover_endpoint
 from ._node_controller import NodeController, NodeControllerSettings
 from ._nodeclass_controller import NodeClassController, NodeClassControllerSettings
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
@@ -59,6 +60,10 @@ class ManagerSettings:
     cache_sync_timeout: float = 60.0
     #: seconds a watch may stay silent before it is presumed dead and opened again (see Informer)
     watch_idle_timeout: float = DEFAULT_WATCH_IDLE_TIMEOUT
+    #: ${API_SERVER} of user-data: where new machines reach the API server (None: discovered, see _join)
+    join_api_server: str | None = None
+    #: the PEM file of ${CA_CERT_BASE64} and ${CA_CERT_HASH} (None: discovered, see _join)
+    join_ca_file: Path | None = None
 
 
 def _libcloud_provider(nodeclass: NodeClass, credentials: dict[str, str], cluster: str) -> MachineProvider:
@@ -121,8 +126,17 @@ class Manager:
             simulator=self.simulator,
             libcloud_factory=_libcloud_provider,
         )
+        self._endpoint: ClusterEndpoint | None = None
+        self.join = JoinCredentials(client, self._join_endpoint)
         self.node_controller = NodeController(
-            client, self.nodes, self.nodeclasses, self.providers, self.recorder, settings=self.settings.node_controller
+            client,
+            self.nodes,
+            self.nodeclasses,
+            self.providers,
+            self.recorder,
+            settings=self.settings.node_controller,
+            join=self.join,
+            token_ttl=self._registration_timeout,
         )
         self.nodeset_controller = NodeSetController(
             client,
@@ -152,6 +166,28 @@ class Manager:
             self.recorder,
             settings=self.settings.pending_pod_autoscaler,
         )
+
+    def _join_endpoint(self) -> ClusterEndpoint | None:
+        """Where machines join: found once (configured, else discovered) and logged; looked for again while
+        none is found."""
+        if self._endpoint is None:
+            ca = self.settings.join_ca_file.read_bytes() if self.settings.join_ca_file else None
+            self._endpoint = discover_endpoint(self.client, self.settings.join_api_server, ca)
+            if self._endpoint is not None:
+                log.info(
+                    "machines join at %s with the CA %s (from %s)",
+                    self._endpoint.api_server,
+                    ca_cert_hash(self._endpoint.ca_pem),
+                    self._endpoint.source,
+                )
+        return self._endpoint
+
+    def _registration_timeout(self, node: NodeRecord) -> float:
+        """How long a machine of ``node`` has to join: its NodeSet's registration timeout, or the default."""
+        nodeset = self.nodesets.get(node.labels.get(LABEL_NODESET, ""))
+        if nodeset is None:
+            return float(DEFAULT_REGISTRATION_TIMEOUT_SECONDS)
+        return float(nodeset.spec.replacement.registration_timeout_seconds)
 
     def start(self) -> None:
         """Fill the caches, then run the controllers (a process without leader election)."""

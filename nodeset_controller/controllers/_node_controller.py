@@ -11,6 +11,9 @@ For each Node labelled ``kube-node.io/nodeclass``, level-triggered:
    taint;
 4. Node being deleted: destroy the machine, then remove the finalizer.
 
+A user-data that names ``${BOOTSTRAP_TOKEN}`` gets a token minted for its machine (see ``_join``); the
+tokens named on a Node are deleted once it is Ready, and before its finalizer goes.
+
 Failures are recorded on the Node (``kube-node.io/machine-error``, phase) and as Events, and retried with
 exponential backoff. Every write that replaces a field others share (finalizers, taints) carries the
 resourceVersion it was computed from, so a concurrent writer makes it fail with a Conflict (and the Node is
@@ -35,6 +38,7 @@ from ..api import (
     ANNOTATION_MACHINE_ERROR_TIME,
     ANNOTATION_MACHINE_ID,
     ANNOTATION_MACHINE_PHASE,
+    DEFAULT_REGISTRATION_TIMEOUT_SECONDS,
     FINALIZER_MACHINE,
     LABEL_NODECLASS,
     TAINT_STARTUP,
@@ -68,7 +72,9 @@ from ..providers import (
     UserDataError,
     machine_name,
     render_user_data,
+    user_data_variables,
 )
+from ._join import JoinCredentials, JoinUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -111,8 +117,12 @@ class NodeController:
         recorder: EventRecorder,
         *,
         settings: NodeControllerSettings | None = None,
+        join: JoinCredentials | None = None,
+        token_ttl: Callable[[NodeRecord], float] = lambda _: float(DEFAULT_REGISTRATION_TIMEOUT_SECONDS),
     ) -> None:
         self._client = client
+        self._join = join
+        self._token_ttl = token_ttl
         self._nodes = nodes
         self._nodeclasses = nodeclasses
         self._providers = providers
@@ -225,6 +235,20 @@ class NodeController:
         except UserDataError as error:
             self._record_problem(node, "InvalidUserData", f"NodeClass {nodeclass.metadata.name}: {error}")
             return None  # fixing the NodeClass brings the Node back
+        except JoinUnavailableError as error:
+            self._record_problem(node, "JoinUnavailable", f"NodeClass {nodeclass.metadata.name}: {error}")
+            return Result(backoff=True)
+        except NotLeaderError:
+            raise
+        except ApiError as error:
+            self._record_problem(
+                node,
+                "BootstrapTokenFailed",
+                f"minting the bootstrap token of machine {machine_name(node.name, node.uid)}: {error}",
+                error_class=ErrorClass.TRANSIENT,
+                code="BOOTSTRAP_TOKEN_FAILED",
+            )
+            return Result(backoff=True)
         except ProviderError as error:
             self._record_problem(
                 node,
@@ -300,11 +324,14 @@ class NodeController:
         patch: dict[str, Any] = {"metadata": {"resourceVersion": node.resource_version}}
         if annotations:
             patch["metadata"]["annotations"] = annotations
-        if node.ready is True and node.has_taint(TAINT_STARTUP):
+        joined = node.ready is True and node.has_taint(TAINT_STARTUP)
+        if joined:
             patch["spec"] = {"taints": [t.to_json() for t in node.taints if t.key != TAINT_STARTUP] or None}
             self._event(node, "Normal", "NodeReady", "kubelet reports Ready; removed the startup taint")
         if len(patch) > 1 or annotations:
             self._patch(node, patch)
+        if node.ready is True and self._join is not None and self._join.holds_tokens(node):
+            self._release_tokens(node, "it is Ready")
         if phase == Phase.RUNNING and node.ready is True:
             return Result(requeue_after=self.settings.resync)
         if phase == Phase.FAILED:
@@ -337,6 +364,7 @@ class NodeController:
             return Result(backoff=True)
         failpoint(AFTER_MACHINE_DESTROY)
         self._event(node, "Normal", "MachineDestroyed", f"destroyed machine {name}")
+        self._release_tokens(node, "it is being deleted")
         self._remove_finalizer(node)
         return None
 
@@ -394,6 +422,14 @@ class NodeController:
         node_provider_id = node.provider_id or provider_id(nodeclass.metadata.name, node.name)
         user_data = ""
         if nodeclass.spec.user_data:
+            join = {}
+            if self._join is not None:
+                join = self._join.values(
+                    node,
+                    nodeclass.metadata.name,
+                    self._token_ttl(node),
+                    user_data_variables(nodeclass.spec.user_data),
+                )
             user_data = render_user_data(
                 nodeclass.spec.user_data,
                 node_name=node.name,
@@ -401,6 +437,7 @@ class NodeController:
                 provider_id=node_provider_id,
                 labels=node.labels,
                 taints=taints,
+                join=join,
             )
         return MachineSpec(
             name=machine_name(node.name, node.uid),
@@ -455,6 +492,12 @@ class NodeController:
         ):
             annotations[ANNOTATION_MACHINE_ERROR_TIME] = now_rfc3339(micro=True)
             self._patch(node, {"metadata": {"annotations": annotations}}, precondition=False)
+
+    def _release_tokens(self, node: NodeRecord, why: str) -> None:
+        """Delete the bootstrap tokens named on the Node (it joined, or is going); a failure is retried by
+        the Node's next reconcile (a Ready Node that still names tokens), or fails its finalization."""
+        if self._join is not None:
+            self._join.release(node, why)
 
     def _event(self, node: NodeRecord, type_: EventType, reason: str, message: str) -> None:
         self._recorder.event(ObjectReference("Node", node.name, node.uid), type_, reason, message)

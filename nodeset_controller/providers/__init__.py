@@ -17,10 +17,11 @@ from ._memory import MemoryCloud, MemoryProvider
 from ._registry import ProviderRegistry
 from ._simkubelet import LEASE_NAMESPACE, SimulatedKubelets, node_lease, ready_status
 from ._simulator import SimulatorCloud, SimulatorProvider, SimulatorSettings
-from ._userdata import UserDataError, render_user_data
+from ._userdata import JOIN_VARIABLES, UserDataError, render_user_data, user_data_variables
 from .libcloud import LibcloudProvider, classify_error
 
 __all__ = [
+    "JOIN_VARIABLES",
     "LEASE_NAMESPACE",
     "TAG_CLUSTER",
     "TAG_NODE",
@@ -46,4 +47,5 @@ __all__ = [
     "node_lease",
     "ready_status",
     "render_user_data",
+    "user_data_variables",
 ]

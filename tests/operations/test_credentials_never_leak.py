@@ -1,23 +1,26 @@
 """A NodeClass's credentials never appear in kube-node's logs, Events, Node annotations or metrics, even when
-the cloud echoes them back in an error (as clouds do with access key ids)."""
+the cloud echoes them back in an error (as clouds do with access key ids); nor do the bootstrap tokens kube-node
+mints for its machines."""
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
 import pytest
 
 from kube_node.controlplane import ControlPlane
-from nodeset_controller.api import ANNOTATION_MACHINE_ERROR
-from nodeset_controller.kube import NODECLASSES, NODES, SECRETS, KubeClient
+from nodeset_controller.api import ANNOTATION_MACHINE_ERROR, LABEL_BOOTSTRAP_TOKEN_NODE_UID
+from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, SECRETS, KubeClient
 from nodeset_controller.kube._events import CORE_EVENTS
-from tests.conftest import eventually, managed_node
+from tests.conftest import eventually, managed_node, nodeset_manifest, simulator_nodeclass
 
 from ._process import KubeNodeProcess
 
@@ -141,6 +144,60 @@ def test_no_credential_reaches_logs_events_annotations_or_metrics(
             ("log", log),
             ("Node", node),
             ("NodeClass", nodeclass),
+            ("Events", events),
+            ("metrics", metrics),
+        ):
+            assert credential not in text, f"{credential[:6]}... leaked into the {where}"
+
+
+def test_no_bootstrap_token_reaches_logs_events_annotations_status_or_metrics(
+    control_plane: ControlPlane, kube: KubeClient, tmp_path: Path
+) -> None:
+    """The token kube-node mints for a machine lives only in its Secret and the machine's user-data."""
+    nodeclass = simulator_nodeclass("joining", bootDelaySeconds="4")
+    nodeclass["spec"]["userData"] = "#!/bin/sh\nkubeadm join --token ${BOOTSTRAP_TOKEN} ${API_SERVER}\n"
+    kube.create(NODECLASSES, nodeclass)
+    process = KubeNodeProcess(
+        control_plane,
+        tmp_path,
+        "kube-node",
+        "--log-level=DEBUG",
+        "--log-format=json",
+        "--grpc-address=",
+        "--no-leader-elect",
+        "--sweep-interval=1",
+        f"--simulator-dir={tmp_path / 'simulator'}",
+    )
+    try:
+        kube.create(NODESETS, nodeset_manifest("joining", 2, "joining"))
+
+        def minted() -> list[dict[str, Any]]:
+            return list(kube.list(SECRETS, "kube-system", labelSelector=LABEL_BOOTSTRAP_TOKEN_NODE_UID)["items"])
+
+        secrets = eventually(lambda: len(minted()) == 2 and minted(), timeout=60, what="a token for each machine")
+        planted = []
+        for secret in secrets:
+            data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+            planted += [f"{data['token-id']}.{data['token-secret']}", data["token-secret"]]
+        eventually(
+            lambda: not minted(),
+            timeout=60,
+            what="the tokens deleted once the Nodes are Ready",
+        )
+        metrics = process.get("/metrics")[1]
+        nodes = str(kube.list(NODES)["items"])
+        nodeset = str(kube.get(NODESETS, "joining"))
+        events = str(kube.list(CORE_EVENTS)["items"])
+    finally:
+        process.terminate()
+        process.close()
+    log = process.log()
+    assert "minted bootstrap token bootstrap-token-" in log  # the mint was logged, by its Secret's name ...
+    for credential in planted:  # ... never the token
+        for where, text in (
+            ("log", log),
+            ("Nodes", nodes),
+            ("NodeSet", nodeset),
             ("Events", events),
             ("metrics", metrics),
         ):
