@@ -106,7 +106,9 @@ def test_kube_node_scales_up_and_down_with_only_the_charts_service_account(
         )
         assert labels == {"kube-node.io/leader": "true"}
 
-        kube.create(NODECLASSES, simulator_nodeclass())
+        nodeclass = simulator_nodeclass()  # whose machines join with tokens kube-node mints
+        nodeclass["spec"]["userData"] = "#!/bin/sh\njoin ${API_SERVER} ${BOOTSTRAP_TOKEN} ${CA_CERT_HASH}\n"
+        kube.create(NODECLASSES, nodeclass)
         kube.create(NODESETS, nodeset_manifest("pool", 3))
         eventually(
             lambda: (kube.get(NODESETS, "pool").get("status") or {}).get("readyReplicas") == 3,
@@ -151,7 +153,12 @@ CAN_I = [
     ("get", "namespaces/kube-system", None, True),  # its uid is the cluster's identity by default
     ("get", "namespaces/default", None, False),
     ("list", "namespaces", None, False),
-    ("get", "secrets", "kube-system", False),
+    ("get", "secrets", "kube-system", False),  # bootstrap tokens: made and deleted, never read
+    ("list", "secrets", "kube-system", False),
+    ("create", "secrets", "kube-system", True),
+    ("delete", "secrets", "kube-system", True),
+    ("get", "configmaps/cluster-info", "kube-public", True),  # where machines join, and the CA
+    ("get", "configmaps/other", "kube-public", False),
     ("get", "secrets", "own", False),
     ("list", "secrets", "credentials", False),
     ("update", "leases/some-other-lease", "own", False),
@@ -224,6 +231,39 @@ PEOPLE_CAN_I = [
     ("grace", "create", "nodesets.kube-node.io", None, False),
     ("grace", "list", "nodesets.kube-node.io", None, False),
 ]
+
+
+#: What a kubelet joining with one of kube-node's tokens may do, as the API server authenticates it:
+#: (verb, resource, groups beyond system:bootstrappers; allowed).
+_CSR = "certificatesigningrequests.certificates.k8s.io"
+_KUBE_NODE = ("system:bootstrappers:kube-node",)
+BOOTSTRAPPER_CAN_I = [
+    ("create", _CSR, _KUBE_NODE, True),
+    ("get", _CSR, _KUBE_NODE, True),
+    # the csrapproving controller asks this of the CSR's sender before it approves a kubelet client CSR
+    ("create", f"{_CSR} --subresource=nodeclient", _KUBE_NODE, True),
+    ("create", f"{_CSR} --subresource=selfnodeclient", _KUBE_NODE, False),
+    ("update", f"{_CSR} --subresource=approval", _KUBE_NODE, False),
+    ("list", "nodes", _KUBE_NODE, False),
+    ("get", "secrets", _KUBE_NODE, False),
+    # a bootstrap token that is not kube-node's gets nothing from the chart
+    ("create", _CSR, (), False),
+    ("create", f"{_CSR} --subresource=nodeclient", (), False),
+]
+
+
+def test_a_kubelet_with_a_kube_node_token_may_send_its_client_csr_and_have_it_approved_and_no_more(
+    kubectl: Kubectl, installed: tuple[str, str, str]
+) -> None:
+    wrong = []
+    for verb, resource, groups, allowed in BOOTSTRAPPER_CAN_I:
+        as_groups = [f"--as-group={g}" for g in ("system:bootstrappers", *groups, "system:authenticated")]
+        result = kubectl.run(
+            "auth", "can-i", verb, *resource.split(), "--as=system:bootstrap:abc123", *as_groups, check=False
+        )
+        if result.stdout.strip() != ("yes" if allowed else "no"):
+            wrong.append((verb, resource, groups, result.stdout.strip(), result.stderr.strip()))
+    assert not wrong
 
 
 def test_people_get_the_roles_for_administering_and_using_kube_node(
