@@ -58,9 +58,16 @@ def node_labels(nodeset: NodeSet, nodeclass: NodeClass, name: str) -> dict[str, 
 
 
 def node_taints(nodeset: NodeSet, nodeclass: NodeClass) -> tuple[Taint, ...]:
-    """The class's taints, then the template's (kube-node's startup taint is not among them)."""
+    """The class's taints, then the template's (kube-node's startup taint is not among them).
+
+    A Node may have one taint per key and effect. Each CRD refuses a list with two; across the two lists,
+    the class's wins (as its labels do) and the template's of the same key and effect is left out.
+    """
     template = nodeset.spec.template.spec.taints if nodeset.spec.template else []
-    return tuple(Taint(t.key, t.effect, t.value or None) for t in [*nodeclass.spec.taints, *template])
+    taints: dict[tuple[str, str], Taint] = {}
+    for taint in [*nodeclass.spec.taints, *template]:
+        taints.setdefault((taint.key, taint.effect), Taint(taint.key, taint.effect, taint.value or None))
+    return tuple(taints.values())
 
 
 class RegisteredNode(Protocol):

@@ -288,6 +288,40 @@ def test_a_template_may_set_other_labels_and_annotations(kube: KubeClient) -> No
     assert kube.get(NODESETS, "bad")["spec"]["template"]["metadata"]["labels"] == labels
 
 
+def test_what_a_node_accepts_passes_the_schema(kube: KubeClient) -> None:
+    """The edges of the label, taint, Secret and capacity checks: all of this a Node (or a Secret) takes."""
+    name = "c" * 30 + "." + "d" * 32  # a NodeClass name of 63, the most a label value holds
+    labels = {
+        "Tier_1.x": "",  # upper case and "_" in the name part, an empty value
+        "example.com/" + "n" * 63: "v" * 63,
+        "a" * 253 + "/b": "A-1_b.C",
+    }
+    taints = [
+        {"key": "dedicated", "value": "ml", "effect": "NoSchedule"},
+        {"key": "dedicated", "effect": "NoExecute"},  # the same key with another effect
+        {"key": "example.com/gpu", "value": "", "effect": "PreferNoSchedule"},
+    ]
+    capacity = {
+        "cpu": "1n",  # the least above 0
+        "memory": "1",
+        "pods": "1.0",  # whole, written with a fraction
+        "ephemeral-storage": "0",
+        "hugepages-2Mi": "0",
+        "hugepages-1Gi": "2Gi",
+        "nvidia.com/gpu": 0,  # a GPU node whose device plugin is not up reports 0
+        "example.com/widgets": "1k",
+        "kubernetes.io/batteries": "1.5",  # Kubernetes' own prefix: not an extended resource, so not counted
+    }
+    body = nodeclass(labels=labels, taints=taints, capacity=capacity) | {"metadata": {"name": name}}
+    body["spec"] |= {"credentialsSecretRef": {"name": "aws.creds-1", "namespace": "kube-node-system"}}
+    kube.create(NODECLASSES, body)
+    assert kube.get(NODECLASSES, name)["spec"]["capacity"] == capacity
+    kube.create(
+        NODESETS,
+        nodeset(nodeClassName=name, template={"metadata": {"labels": labels}, "spec": {"taints": taints}}),
+    )
+
+
 def test_a_nodeset_name_of_57_characters_makes_node_names_that_fit_in_63(kube: KubeClient) -> None:
     name = "a" * 28 + "." + "b" * 28
     kube.create(NODESETS, nodeset() | {"metadata": {"name": name}})
@@ -305,8 +339,9 @@ def test_durations_kubernetes_and_kube_node_parse_alike_are_accepted(kube: KubeC
     assert parse_go_duration("999999.999999999ms") == 999_999_999_999
 
 
-#: Capacity values and whether the NodeClass schema takes them. Every one it takes must be a quantity the
-#: API server itself parses, to the value kube-node's parser reads.
+#: Capacity values and whether the NodeClass schema takes them (as ephemeral-storage, which may be a fraction:
+#: pods and extended resources are whole numbers). Every one it takes must be a quantity the API server itself
+#: parses, to the value kube-node's parser reads.
 QUANTITIES: dict[str | int, bool] = {
     "4": True,
     "0": True,
@@ -355,7 +390,7 @@ QUANTITIES: dict[str | int, bool] = {
 def test_capacity_takes_only_quantities_the_apiserver_and_kube_node_read_alike(kube: KubeClient) -> None:
     wrong = []
     for value, expected in QUANTITIES.items():
-        body = nodeclass(capacity={"cpu": "4", "memory": "16Gi", "example.com/widgets": value})
+        body = nodeclass(capacity={"cpu": "4", "memory": "16Gi", "ephemeral-storage": value})
         try:
             kube.create(NODECLASSES, body, dryRun="All")
             accepted = True

@@ -40,6 +40,22 @@ def options(**fields: Any) -> dict[str, Any]:
     return {"autoscaling": {"options": fields}}
 
 
+def labels(**labels: Any) -> dict[str, Any]:
+    return {"template": {"metadata": {"labels": labels}}}
+
+
+def template_taints(*taints: dict[str, Any]) -> dict[str, Any]:
+    return {"template": {"spec": {"taints": list(taints)}}}
+
+
+def secret(name: str = "creds", namespace: str = "kube-node-system") -> dict[str, Any]:
+    return {"credentialsSecretRef": {"name": name, "namespace": namespace}}
+
+
+def capacity(**more: Any) -> dict[str, Any]:
+    return {"capacity": {"cpu": "4", "memory": "16Gi", **more}}
+
+
 INT32_OVER = 2**31
 WITHOUT_MEMORY = {"cpu": "4"}
 #: (id, manifest, the field the message must name, what it must say about it)
@@ -83,7 +99,7 @@ CORPUS: list[tuple[str, dict[str, Any], str, str]] = [
     ("condition-timeout-zero", nodeset(**condition(timeoutSeconds=0)), "[0].timeoutSeconds", "greater than or equal"),
     ("threshold-above-one", nodeset(**options(scaleDownUtilizationThreshold=1.5)), "UtilizationThreshold", "less than"),
     ("gpu-threshold-negative", nodeset(**options(scaleDownGpuUtilizationThreshold=-0.1)), "Gpu", "greater than or"),
-    ("cpu-negative", nodeclass(capacity={"cpu": -1, "memory": "16Gi"}), "spec.capacity.cpu", "greater than or equal"),
+    ("cpu-negative", nodeclass(capacity={"cpu": -1, "memory": "16Gi"}), "spec.capacity", "cpu must be greater than 0"),
     ("price-negative", nodeclass(pricePerHour=-1), "spec.pricePerHour", "greater than or equal to 0"),
     # overflowing integers (int32)
     ("replicas-overflow", nodeset(replicas=INT32_OVER), "spec.replicas", "less than or equal to 2147483647"),
@@ -131,7 +147,13 @@ CORPUS: list[tuple[str, dict[str, Any], str, str]] = [
         "spec.taints[0].key",
         "at least",
     ),
-    ("class-name-too-long", nodeset(nodeClassName="a" * 254), "spec.nodeClassName", "may not be more than 253"),
+    ("class-name-too-long", nodeset(nodeClassName="a" * 64), "spec.nodeClassName", "may not be more than 63"),
+    (
+        "nodeclass-name-too-long",
+        nodeclass() | {"metadata": {"name": "a" * 64}},
+        "metadata.name",
+        "NodeClass names are at most 63 characters",
+    ),
     ("provider-too-long", nodeclass(provider="a" * 64), "spec.provider", "may not be more than 63"),
     ("size-too-long", nodeclass(size="s" * 254), "spec.size", "may not be more than 253"),
     ("user-data-too-long", nodeclass(userData="x" * 65537), "spec.userData", "may not be more than 65536"),
@@ -178,6 +200,164 @@ CORPUS: list[tuple[str, dict[str, Any], str, str]] = [
         nodeclass(provider="ec2", credentialsSecretRef={"name": "a", "namespace": "b"}),
         "spec",
         "size and image are required",
+    ),
+    # label keys and values, annotation keys (what a Node would refuse, so a NodeSet could never make one)
+    ("label-key-space", nodeset(**labels(**{"bad key": "x"})), "spec.template.metadata.labels", 'key "bad key"'),
+    (
+        "label-key-uppercase-prefix",
+        nodeset(**labels(**{"Example.com/tier": "x"})),
+        "spec.template.metadata.labels",
+        'key "Example.com/tier" is not a qualified name',
+    ),
+    (
+        "label-key-name-too-long",
+        nodeset(**labels(**{"example.com/" + "n" * 64: "x"})),
+        "spec.template.metadata.labels",
+        "is not a qualified name",
+    ),
+    (
+        "label-key-prefix-too-long",
+        nodeset(**labels(**{"p" * 254 + "/a": "x"})),
+        "spec.template.metadata.labels",
+        "is not a qualified name",
+    ),
+    ("label-key-empty-prefix", nodeset(**labels(**{"/a": "x"})), "spec.template.metadata.labels", 'key "/a"'),
+    ("label-key-two-slashes", nodeset(**labels(**{"a/b/c": "x"})), "spec.template.metadata.labels", 'key "a/b/c"'),
+    ("label-key-trailing-dot", nodeset(**labels(**{"tier.": "x"})), "spec.template.metadata.labels", 'key "tier."'),
+    ("label-value-space", nodeset(**labels(tier="web app")), "spec.template.metadata.labels[tier]", "label value"),
+    ("label-value-leading-dash", nodeset(**labels(tier="-web")), "spec.template.metadata.labels[tier]", "label value"),
+    ("class-label-key-bad", nodeclass(labels={"a b": "x"}), "spec.labels", 'label key "a b" is not a qualified'),
+    ("class-label-value-bad", nodeclass(labels={"gpu": "t4/x"}), "spec.labels[gpu]", "must be a label value"),
+    (
+        "annotation-key-bad",
+        nodeset(template={"metadata": {"annotations": {"owner name": "x"}}}),
+        "spec.template.metadata.annotations",
+        'annotation key "owner name" is not a qualified name',
+    ),
+    (
+        "annotation-key-uppercase-prefix",
+        nodeset(template={"metadata": {"annotations": {"Example.com/owner": "x"}}}),
+        "spec.template.metadata.annotations",
+        'annotation key "Example.com/owner"',
+    ),
+    # taints: as a Node's, and never twice with the same key and effect
+    (
+        "template-taint-key-bad",
+        nodeset(**template_taints({"key": "dedicated team", "effect": "NoSchedule"})),
+        "spec.template.spec.taints[0].key",
+        'taint key "dedicated team" is not a qualified name',
+    ),
+    (
+        "class-taint-key-bad",
+        nodeclass(taints=[{"key": "Example.com/gpu", "effect": "NoSchedule"}]),
+        "spec.taints[0].key",
+        "is not a qualified name",
+    ),
+    (
+        "template-taint-value-bad",
+        nodeset(**template_taints({"key": "dedicated", "value": "team a", "effect": "NoSchedule"})),
+        "spec.template.spec.taints[0].value",
+        "must be a label value",
+    ),
+    (
+        "class-taint-value-bad",
+        nodeclass(taints=[{"key": "gpu", "value": "yes/no", "effect": "NoSchedule"}]),
+        "spec.taints[0].value",
+        "must be a label value",
+    ),
+    (
+        "template-taint-effect",
+        nodeset(**template_taints({"key": "a", "effect": "noschedule"})),
+        "spec.template.spec.taints[0].effect",
+        "Unsupported value",
+    ),
+    (
+        "template-taint-twice",
+        nodeset(
+            **template_taints(
+                {"key": "a", "effect": "NoSchedule"},
+                {"key": "a", "effect": "NoExecute"},
+                {"key": "a", "value": "x", "effect": "NoSchedule"},
+            )
+        ),
+        "spec.template.spec.taints",
+        "a:NoSchedule appears more than once",
+    ),
+    (
+        "class-taint-twice",
+        nodeclass(taints=[{"key": "gpu", "effect": "NoExecute"}, {"key": "gpu", "value": "", "effect": "NoExecute"}]),
+        "spec.taints",
+        "gpu:NoExecute appears more than once",
+    ),
+    (
+        "template-startup-taint",
+        nodeset(
+            **template_taints(
+                {"key": "startup-taint.cluster-autoscaler.kubernetes.io/kube-node", "effect": "NoExecute"}
+            )
+        ),
+        "spec.template.spec.taints[0].key",
+        "kube-node's startup taint",
+    ),
+    (
+        "class-startup-taint",
+        nodeclass(taints=[{"key": "startup-taint.cluster-autoscaler.kubernetes.io/kube-node", "effect": "NoSchedule"}]),
+        "spec.taints[0].key",
+        "kube-node's startup taint",
+    ),
+    # the credentials' Secret: a Secret's name and namespace
+    ("secret-name-uppercase", nodeclass(**secret(name="AWS")), "spec.credentialsSecretRef.name", "DNS subdomain"),
+    ("secret-name-too-long", nodeclass(**secret(name="s" * 254)), "spec.credentialsSecretRef.name", "more than 253"),
+    (
+        "secret-name-underscore",
+        nodeclass(**secret(name="aws_creds")),
+        "spec.credentialsSecretRef.name",
+        '"aws_creds"',
+    ),
+    (
+        "secret-namespace-dot",
+        nodeclass(**secret(namespace="kube.system")),
+        "spec.credentialsSecretRef.namespace",
+        "DNS label",
+    ),
+    (
+        "secret-namespace-too-long",
+        nodeclass(**secret(namespace="n" * 64)),
+        "spec.credentialsSecretRef.namespace",
+        "more than 63",
+    ),
+    # capacity: resource names a pod can request, counts where Kubernetes counts, no empty node
+    ("capacity-unknown-name", nodeclass(**capacity(gpu=1)), "spec.capacity", 'resource name "gpu"'),
+    ("capacity-name-cpus", nodeclass(**capacity(cpus=4)), "spec.capacity", 'resource name "cpus"'),
+    (
+        "capacity-name-bad-prefix",
+        nodeclass(**capacity(**{"NVIDIA.com/gpu": 1})),
+        "spec.capacity",
+        'resource name "NVIDIA.com/gpu"',
+    ),
+    ("capacity-name-space", nodeclass(**capacity(**{"example.com/a b": 1})), "spec.capacity", '"example.com/a b"'),
+    (
+        "capacity-hugepages-without-size",
+        nodeclass(**capacity(**{"hugepages-": "1Gi"})),
+        "spec.capacity",
+        'resource name "hugepages-"',
+    ),
+    (
+        "capacity-requests-prefix",
+        nodeclass(**capacity(**{"requests.example.com/gpu": 1})),
+        "spec.capacity",
+        'resource name "requests.example.com/gpu"',
+    ),
+    ("cpu-zero", nodeclass(capacity={"cpu": "0", "memory": "16Gi"}), "spec.capacity", "cpu must be greater than 0"),
+    ("cpu-int-zero", nodeclass(capacity={"cpu": 0, "memory": "16Gi"}), "spec.capacity", "cpu must be greater than"),
+    ("memory-zero", nodeclass(capacity={"cpu": "4", "memory": "0Gi"}), "spec.capacity", "memory must be greater"),
+    ("pods-zero", nodeclass(**capacity(pods=0)), "spec.capacity", "pods must be greater than 0"),
+    ("pods-fraction", nodeclass(**capacity(pods="1.5")), "spec.capacity", 'pods must be a whole number, not "1.5"'),
+    (
+        "gpu-fraction",
+        nodeclass(**capacity(**{"nvidia.com/gpu": "500m"})),
+        "spec.capacity",
+        'nvidia.com/gpu must be a whole number, not "500m"',
     ),
     # bad quantities and durations
     (

@@ -1,5 +1,5 @@
-"""The labels of a NodeSet's Nodes: the NodeClass (written by administrators) wins over the NodeSet's template
-(written by whoever may create NodeSets), and kube-node's own labels win over both."""
+"""The labels and taints of a NodeSet's Nodes: the NodeClass (written by administrators) wins over the NodeSet's
+template (written by whoever may create NodeSets), and kube-node's own labels win over both."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ from nodeset_controller.api import (
     NodeSetSpec,
     NodeTemplate,
     NodeTemplateMetadata,
+    NodeTemplateSpec,
     ObjectMeta,
+    Taint,
     node_labels,
+    node_taints,
 )
 
 
@@ -63,3 +66,25 @@ def test_kube_nodes_own_labels_and_the_hostname_win_over_the_nodeclass() -> None
     assert labels["kubernetes.io/hostname"] == "web-abcde"
     assert labels["kube-node.io/nodeset"] == "web"
     assert labels["kube-node.io/nodeclass"] == "general"
+
+
+def test_a_template_taint_with_the_key_and_effect_of_a_class_taint_is_left_out() -> None:
+    # A Node with two taints of one key and effect is refused by the API server; each CRD refuses such a
+    # list, but a class's and a template's may still meet.
+    nodeclass = _nodeclass({})
+    nodeclass.spec.taints = [Taint("dedicated", "NoSchedule", "ml"), Taint("gpu", "NoSchedule")]
+    nodeset = _nodeset({})
+    assert nodeset.spec.template is not None
+    nodeset.spec.template.spec = NodeTemplateSpec(
+        taints=[
+            Taint("dedicated", "NoSchedule", "web"),
+            Taint("dedicated", "NoExecute"),
+            Taint("spot", "NoSchedule", ""),
+        ]
+    )
+    assert node_taints(nodeset, nodeclass) == (
+        Taint("dedicated", "NoSchedule", "ml"),
+        Taint("gpu", "NoSchedule"),
+        Taint("dedicated", "NoExecute"),
+        Taint("spot", "NoSchedule"),
+    )
