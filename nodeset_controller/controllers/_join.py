@@ -79,8 +79,10 @@ def token_names(node_uid: str) -> list[str]:
 
 
 def nodeclass_group(nodeclass: str) -> str:
-    """The bootstrap group of the tokens minted for machines of ``nodeclass``."""
-    return f"{BOOTSTRAP_GROUP}:{nodeclass}"
+    """The bootstrap group of the tokens minted for machines of ``nodeclass``. A bootstrap group may hold
+    only ``[a-z0-9:-]`` (the API server ignores a token naming another), so the dots a NodeClass name may have
+    become colons, which no NodeClass name has: one group per class."""
+    return f"{BOOTSTRAP_GROUP}:{nodeclass.replace('.', ':')}"
 
 
 def ca_cert_hash(ca_pem: bytes) -> str:
