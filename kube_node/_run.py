@@ -87,6 +87,7 @@ class RunOptions:
     simulator_seed: int | None = None
     join_api_server: str | None = None  #: ${API_SERVER} of user-data; None: discovered
     join_ca_file: Path | None = None  #: the CA of ${CA_CERT_BASE64}/${CA_CERT_HASH}; None: discovered
+    approve_serving_certificates: bool = True  #: approve matching kubelet serving CSRs of kube-node's Nodes
     workers: int = 16
     orphan_grace: float = 600.0
     sweep_interval: float = 30.0
@@ -188,6 +189,7 @@ def run(options: RunOptions) -> int:
             simulator_seed=options.simulator_seed,
             join_api_server=options.join_api_server,
             join_ca_file=options.join_ca_file,
+            approve_serving_certificates=options.approve_serving_certificates,
             pending_pod_autoscaler=options.pending_pod_autoscaler,
             watch_idle_timeout=options.watch_idle_timeout,
         ),

@@ -297,6 +297,14 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="FILE",
     ),
     Setting(
+        "approve-kubelet-serving-certificates",
+        bool,
+        _JOIN,
+        "approve the kubelet serving-certificate CSRs of kube-node's Nodes whose names and addresses are "
+        "those of the Node's machine; others are left pending, with a Warning Event on the Node",
+        field="approve_serving_certificates",
+    ),
+    Setting(
         "grpc-address",
         str,
         _GRPC,

@@ -40,6 +40,7 @@ from ._nodeclass_controller import NodeClassController, NodeClassControllerSetti
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
 from ._pending_pods import PendingPodAutoscaler, PendingPodAutoscalerSettings
 from ._scheduling import PendingPod
+from ._serving_csrs import ServingCertificateApprover, ServingCSR, serving_csr_informer
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class ManagerSettings:
     join_api_server: str | None = None
     #: the PEM file of ${CA_CERT_BASE64} and ${CA_CERT_HASH} (None: discovered, see _join)
     join_ca_file: Path | None = None
+    #: approve the kubelet serving CSRs of kube-node's Nodes that name only their machine (see _serving_csrs)
+    approve_serving_certificates: bool = True
 
 
 def _libcloud_provider(nodeclass: NodeClass, credentials: dict[str, str], cluster: str) -> MachineProvider:
@@ -103,6 +106,10 @@ class Manager:
             read_timeout=idle,
         )
         self.informers: list[Informer[Any]] = [self.nodes, self.nodeclasses, self.nodesets, self.pods, self.pending]
+        self.serving_csrs: Informer[ServingCSR] | None = None
+        if self.settings.approve_serving_certificates:
+            self.serving_csrs = serving_csr_informer(client, idle)
+            self.informers.append(self.serving_csrs)
         self.recorder = EventRecorder(client)
         self.simulator = (
             SimulatorCloud(self.settings.simulator_dir, seed=self.settings.simulator_seed)
@@ -137,6 +144,18 @@ class Manager:
             settings=self.settings.node_controller,
             join=self.join,
             token_ttl=self._registration_timeout,
+        )
+        self.serving_csr_approver = (
+            ServingCertificateApprover(
+                client,
+                self.serving_csrs,
+                self.nodes,
+                self.nodeclasses,
+                providers=self.providers,
+                recorder=self.recorder,
+            )
+            if self.serving_csrs is not None
+            else None
         )
         self.nodeset_controller = NodeSetController(
             client,
@@ -215,6 +234,8 @@ class Manager:
         self._threads += self.node_controller.start(self.stop_event)
         self._threads += self.nodeset_controller.start(self.stop_event)
         self._threads += self.nodeclass_controller.start(self.stop_event)
+        if self.serving_csr_approver is not None:
+            self._threads += self.serving_csr_approver.start(self.stop_event)
         self._threads.append(self.pending_pod_autoscaler.start(self.stop_event))
         log.info("kube-node running: %d managed Nodes, %d NodeClasses", len(self.nodes), len(self.nodeclasses))
 

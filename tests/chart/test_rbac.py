@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from kube_node.controlplane import Binaries, ControlPlane
-from nodeset_controller.kube import NAMESPACES, NODECLASSES, NODES, NODESETS, PODS, KubeClient
+from nodeset_controller.kube import NAMESPACES, NODECLASSES, NODES, NODESETS, PODS, KubeClient, Resource
 from tests.conftest import Kubectl, eventually, nodeset_manifest, simulator_nodeclass
 from tests.operations._process import KubeNodeProcess
 
@@ -159,6 +159,8 @@ CAN_I = [
     ("delete", "secrets", "kube-system", True),
     ("get", "configmaps/cluster-info", "kube-public", True),  # where machines join, and the CA
     ("get", "configmaps/other", "kube-public", False),
+    ("list", "certificatesigningrequests.certificates.k8s.io", None, True),  # the serving-CSR approver
+    ("update", "certificatesigningrequests.certificates.k8s.io --subresource=approval", None, True),
     ("get", "secrets", "own", False),
     ("list", "secrets", "credentials", False),
     ("update", "leases/some-other-lease", "own", False),
@@ -231,6 +233,37 @@ PEOPLE_CAN_I = [
     ("grace", "create", "nodesets.kube-node.io", None, False),
     ("grace", "list", "nodesets.kube-node.io", None, False),
 ]
+
+
+def test_the_service_account_may_approve_for_the_kubelet_serving_signer_only(
+    kube: KubeClient, installed: tuple[str, str, str]
+) -> None:
+    """Signers are no discoverable resource (kubectl auth can-i cannot name them): asked as the API server's
+    certificates controller asks, with a SubjectAccessReview."""
+    namespace, account, _ = installed
+    reviews = Resource("authorization.k8s.io", "v1", "subjectaccessreviews")
+
+    def may_approve(signer: str) -> bool:
+        review = kube.create(
+            reviews,
+            {
+                "spec": {
+                    "user": f"system:serviceaccount:{namespace}:{account}",
+                    "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"],
+                    "resourceAttributes": {
+                        "group": "certificates.k8s.io",
+                        "resource": "signers",
+                        "name": signer,
+                        "verb": "approve",
+                    },
+                }
+            },
+        )
+        return bool(review["status"].get("allowed"))
+
+    assert may_approve("kubernetes.io/kubelet-serving")
+    for signer in ("kubernetes.io/kube-apiserver-client", "kubernetes.io/kube-apiserver-client-kubelet", "x.io/y"):
+        assert not may_approve(signer), signer
 
 
 #: What a kubelet joining with one of kube-node's tokens may do, as the API server authenticates it:
