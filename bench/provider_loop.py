@@ -4,7 +4,7 @@ totals and their ratio (targets: within 2x of the empty server; NodeGroupForNode
 
     .venv/bin/python bench/provider_loop.py [--nodes 5000] [--groups 100] [--loops 3]
 
-The loop is what the client does (design/EXTERNALGRPC.md): Refresh, NodeGroups, NodeGroupForNode for every
+The loop is what the client does (docs/cluster-autoscaler.md): Refresh, NodeGroups, NodeGroupForNode for every
 node (one at a time, as the client serializes them), NodeGroupTargetSize for every group, NodeGroupNodes for
 every group. The Nodes are real API objects on a real control plane, read through kube-node's caches.
 """

@@ -1,4 +1,4 @@
-"""Fuzzed externalgrpc requests, each with the statuses the contract allows it (design/EXTERNALGRPC.md).
+"""Fuzzed externalgrpc requests, each with the statuses the contract allows it (docs/cluster-autoscaler.md).
 
 A ``Fuzzer`` draws requests for every RPC of the CloudProvider from random and adversarial values: empty and
 huge strings, unknown, look-alike and non-ASCII ids, int32 limits, durations and timestamps at int64 limits,
@@ -556,7 +556,7 @@ _DURATIONS = (
 )
 
 _GROUP_ERRORS = frozenset({Code.INVALID_ARGUMENT, Code.NOT_FOUND})  # an empty id; an id that names no node group
-#: The codes each RPC may answer a well-formed request under 4 MiB (design/EXTERNALGRPC.md): the node-group
+#: The codes each RPC may answer a well-formed request under 4 MiB (docs/cluster-autoscaler.md): the node-group
 #: RPCs INVALID_ARGUMENT for an empty id or a bad field, NOT_FOUND for an id that is no node group; IncreaseSize
 #: OUT_OF_RANGE past maxSize; DecreaseTargetSize FAILED_PRECONDITION where it would remove existing Nodes;
 #: TemplateNodeInfo FAILED_PRECONDITION without its NodeClass; the pricing RPCs UNIMPLEMENTED without a price;
