@@ -5,7 +5,8 @@ delay 0), from `apply` of the Deployment to the last pod Running. Target: within
     .venv/bin/python bench/autoscaler_e2e.py [--pods 100] [--cpu 1] [--runs 3]
 
 A control plane with kube-scheduler and kube-controller-manager, `kube-node run` (simulator, provider over
-mutual TLS) and the cluster-autoscaler built from $KUBE_NODE_AUTOSCALER_SRC (see docs/cluster-autoscaler.md), each its own process.
+mutual TLS) and the cluster-autoscaler built from $KUBE_NODE_AUTOSCALER_SRC (see docs/cluster-autoscaler.md),
+each its own process.
 """
 
 from __future__ import annotations

@@ -64,6 +64,8 @@ class Setting:
     env_name: str | None = None  #: when it is not KUBE_NODE_<NAME>
     #: names it had before, still accepted (flag, environment variable, config key) with a warning
     aliases: tuple[str, ...] = ()
+    #: environment variables it was read from before, still read (below its own variable) with a warning
+    env_aliases: tuple[str, ...] = ()
     in_file: bool = True  #: whether the config file may set it (all but --config itself)
     docs: str = ""  #: Markdown appended to the help in docs/configuration.md only (a link)
 
@@ -191,7 +193,7 @@ SETTINGS: tuple[Setting, ...] = (
         field="kubeconfig",
         default_text="in-cluster credentials, else $KUBECONFIG or ~/.kube/config",
         metavar="FILE",
-        env_name="KUBE_NODE_KUBECONFIG_PATH",
+        env_aliases=("KUBE_NODE_KUBECONFIG_PATH",),
     ),
     Setting(
         "context",
@@ -535,6 +537,14 @@ def resolve(
         lambda alias, s: (f"the environment variable {_env_for(alias)}", s.env),
         deprecations,
     )
+    for setting in wanted:
+        for variable in setting.env_aliases:
+            if variable in environ and setting.name not in from_env:
+                try:
+                    from_env[setting.name] = setting.convert(environ[variable])
+                except SettingError as error:
+                    raise SettingError(f"environment variable {variable}: {error}") from None
+                deprecations.append((f"the environment variable {variable}", setting.env))
     from_file: dict[str, Any] = {}
     config = given.get("config", from_env.get("config"))
     if config is not None and "config" in (s.name for s in wanted):

@@ -180,6 +180,27 @@ def test_a_deprecated_name_still_works_and_warns_naming_the_new_one(
         assert [r.getMessage() for r in caplog.records] == [warning]
 
 
+def test_the_kubeconfig_variable_is_named_like_every_other_and_its_old_name_still_works_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    for name in [n for n in os.environ if n.startswith("KUBE_NODE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("KUBE_NODE_KUBECONFIG", "/etc/new.kubeconfig")
+    assert run_options(parse(["run", "--grpc-insecure"])).kubeconfig == "/etc/new.kubeconfig"
+    monkeypatch.setenv("KUBE_NODE_KUBECONFIG_PATH", "/etc/old.kubeconfig")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kube_node.cli"):
+        assert run_options(parse(["run", "--grpc-insecure"])).kubeconfig == "/etc/new.kubeconfig"  # the new one wins
+    assert not caplog.records
+    monkeypatch.delenv("KUBE_NODE_KUBECONFIG")
+    with caplog.at_level(logging.WARNING, logger="kube_node.cli"):
+        assert run_options(parse(["run", "--grpc-insecure"])).kubeconfig == "/etc/old.kubeconfig"
+    assert [r.getMessage() for r in caplog.records] == [
+        "the environment variable KUBE_NODE_KUBECONFIG_PATH is deprecated and goes in the next release: "
+        "use KUBE_NODE_KUBECONFIG"
+    ]
+
+
 def test_a_new_name_beats_its_deprecated_one_at_the_same_level(tmp_path: Path) -> None:
     options = run_options(
         parse(["run", "--grpc-insecure", "--pending-pod-autoscaler-expander=price", "--autoscaler-expander=priority"])
