@@ -1,16 +1,21 @@
-"""Serving the CloudProvider: mutual TLS by default, the gRPC health service and reflection."""
+"""Serving the CloudProvider: mutual TLS by default (its files reloaded when they change), the gRPC health
+service and reflection."""
 
 from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import sys
+import threading
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -18,6 +23,8 @@ from ._cloud_provider import CloudProviderService, request_decoder
 from ._proto import externalgrpc_pb2
 
 log = logging.getLogger(__name__)
+
+_SPKI = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 SERVICE_NAME = externalgrpc_pb2.DESCRIPTOR.services_by_name["CloudProvider"].full_name
 #: The client's responses must stay under 4 MiB; requests are small.
@@ -59,13 +66,64 @@ class TLSFiles:
     key: Path
     client_ca: Path
 
-    def credentials(self) -> grpc.ServerCredentials:
-        """Server credentials that require and verify a client certificate (mutual TLS)."""
+    def read(self) -> tuple[bytes, bytes, bytes]:
+        """(key, certificate, client CA), checked: the key must be the certificate's, the CA a certificate."""
         try:
             key, cert, ca = self.key.read_bytes(), self.cert.read_bytes(), self.client_ca.read_bytes()
         except OSError as error:
             raise TLSConfigError(f"reading the gRPC TLS files: {error}") from None
-        return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
+        try:
+            public = serialization.load_pem_private_key(key, password=None).public_key()
+            certificate = x509.load_pem_x509_certificate(cert)
+            x509.load_pem_x509_certificates(ca)
+        except (ValueError, TypeError) as error:
+            raise TLSConfigError(f"the gRPC TLS files are not PEM keys and certificates: {error}") from None
+        if certificate.public_key().public_bytes(*_SPKI) != public.public_bytes(*_SPKI):
+            raise TLSConfigError(f"the gRPC key {self.key} is not the key of the certificate {self.cert}")
+        return key, cert, ca
+
+    def _stamp(self) -> tuple[tuple[int, int, int], ...]:
+        """What changes when any of the files is replaced (a Secret volume swaps a symlink: inode and time)."""
+        stamps = []
+        for path in (self.cert, self.key, self.client_ca):
+            try:
+                stat = os.stat(path)
+            except OSError:
+                stamps.append((0, 0, 0))
+            else:
+                stamps.append((stat.st_ino, stat.st_mtime_ns, stat.st_size))
+        return tuple(stamps)
+
+    def credentials(self) -> grpc.ServerCredentials:
+        """Server credentials that require and verify a client certificate (mutual TLS), read again from the
+        files at the next handshake after any of them changed: a rotated certificate or client CA applies to
+        new connections without a restart. Files that do not make a valid set (half-written, a key that is
+        not the certificate's) are not taken: the last good ones stay, and the problem is logged once."""
+        key, cert, ca = self.read()
+        lock = threading.Lock()
+        state = {"stamp": self._stamp(), "refused": None}
+
+        def fetch() -> grpc.ServerCertificateConfiguration | None:
+            stamp = self._stamp()
+            with lock:
+                if stamp == state["stamp"]:
+                    return None
+                try:
+                    key, cert, ca = self.read()
+                except TLSConfigError as error:
+                    if state["refused"] != stamp:
+                        log.warning("gRPC TLS files changed but are not usable (keeping the previous ones): %s", error)
+                        state["refused"] = stamp
+                    return None
+                state["stamp"] = stamp
+            log.info("gRPC TLS files changed: serving new connections with the new certificate and client CA")
+            return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
+
+        return grpc.dynamic_ssl_server_credentials(
+            grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca),
+            fetch,  # type: ignore[arg-type]  # gRPC takes None as "unchanged"; its stubs do not say so
+            require_client_authentication=True,
+        )
 
 
 def _method_handlers(service: CloudProviderService) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
