@@ -3,6 +3,7 @@ install, upgrade and uninstall, and RBAC that is exactly enough."""
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,11 +11,13 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
 
+from autoscaler_provider import TLSFiles
 from kube_node._settings import read_config_file
 from kube_node.cli import parse, run_options
 from kube_node.controlplane import Binaries, ControlPlane
-from nodeset_controller.kube import NAMESPACES, KubeClient
+from nodeset_controller.kube import NAMESPACES, SECRETS, KubeClient
 from tests.conftest import Kubectl
 
 from ._helm import CHART, Helm
@@ -350,3 +353,68 @@ def test_the_cluster_autoscaler_example_passes_a_server_side_dry_run(kubectl: Ku
     cloud_config = yaml.safe_load(config["data"]["cloud-config.yaml"])
     # The address is the chart's gRPC Service for release "kube-node" in kube-node-system.
     assert cloud_config["address"] == "kube-node-grpc.kube-node-system.svc:8086"
+
+
+def _secrets(objects: list[dict[str, Any]]) -> dict[str, dict[str, bytes]]:
+    return {
+        o["metadata"]["name"]: {k: base64.b64decode(v) for k, v in o["data"].items()}
+        for o in objects
+        if o["kind"] == "Secret"
+    }
+
+
+def test_without_cert_manager_the_chart_generates_a_ca_a_serving_and_a_client_certificate_that_fit(
+    helm: Helm, tmp_path: Path
+) -> None:
+    objects = helm.template("--set", "tls.dnsNames={grpc.example.com}")
+    secrets = _secrets(objects)
+    server, client = secrets["kn-kube-node-provider-tls"], secrets["kn-kube-node-client-tls"]
+    ca = x509.load_pem_x509_certificate(server["ca.crt"])
+    assert client["ca.crt"] == server["ca.crt"]
+    serving = x509.load_pem_x509_certificate(server["tls.crt"])
+    serving.verify_directly_issued_by(ca)
+    names = serving.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+        x509.DNSName
+    )
+    assert {"kn-kube-node-grpc.kube-node-system.svc", "grpc.example.com"} <= set(names), names
+    autoscaler = x509.load_pem_x509_certificate(client["tls.crt"])
+    autoscaler.verify_directly_issued_by(ca)
+    usages = autoscaler.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in usages
+    # What the server reads from the mounted Secret is a valid set (its key is its certificate's).
+    for key, data in server.items():
+        (tmp_path / key).write_bytes(data)
+    TLSFiles(cert=tmp_path / "tls.crt", key=tmp_path / "tls.key", client_ca=tmp_path / "ca.crt").read()
+    # The Deployment mounts the generated server Secret.
+    deployment = next(o for o in objects if o["kind"] == "Deployment")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "kn-kube-node-provider-tls"
+
+
+def test_generated_certificates_stay_across_upgrades_and_a_secret_someone_made_is_used_as_it_is(
+    helm: Helm, kube: KubeClient, kubectl: Kubectl, release: tuple[str, str]
+) -> None:
+    name, namespace = release
+
+    def served() -> dict[str, bytes]:
+        secret = kube.get(SECRETS, f"{name}-kube-node-provider-tls", namespace)
+        return {k: base64.b64decode(v) for k, v in secret["data"].items()}
+
+    helm.run("install", name, str(CHART), "--namespace", namespace, "--create-namespace")
+    first = served()
+    helm.run("upgrade", name, str(CHART), "--namespace", namespace, "--set", "replicaCount=3")
+    assert served() == first, "an upgrade must keep the certificates the cluster-autoscaler was given"
+    helm.run("uninstall", name, "--namespace", namespace)
+
+    # Someone's own Secret (no chart's labels) under the serving Secret's name: auto takes it as it is.
+    kube.create(
+        SECRETS,
+        {
+            "metadata": {"name": f"{name}-kube-node-provider-tls"},
+            "data": {k: base64.b64encode(v).decode() for k, v in first.items()},
+        },
+        namespace=namespace,
+    )
+    helm.run("install", name, str(CHART), "--namespace", namespace)
+    assert not [o for o in _manifest_objects(helm, name, namespace) if o["kind"] == "Secret"]
+    assert served() == first

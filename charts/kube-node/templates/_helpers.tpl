@@ -34,10 +34,17 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* certManager or secret: tls.source with auto resolved against the cluster's APIs. */}}
+{{/*
+certManager, generate or secret: tls.source with auto resolved against the cluster: cert-manager when its API
+is there; else a serving Secret someone else made (not this chart) is used as it is; else the chart generates.
+*/}}
 {{- define "kube-node.tlsSource" -}}
 {{- if eq .Values.tls.source "auto" }}
-{{- if .Capabilities.APIVersions.Has "cert-manager.io/v1" }}certManager{{ else }}secret{{ end }}
+{{- if .Capabilities.APIVersions.Has "cert-manager.io/v1" }}certManager
+{{- else }}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "kube-node.tlsSecretName" .) }}
+{{- if and $existing (ne (dig "metadata" "labels" "app.kubernetes.io/managed-by" "" $existing) "Helm") }}secret{{ else }}generate{{ end }}
+{{- end }}
 {{- else }}
 {{- .Values.tls.source }}
 {{- end }}
