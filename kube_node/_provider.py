@@ -18,9 +18,10 @@ def serve_provider(
     manager: Manager, address: str, tls: TLSFiles | None, *, may_write: Callable[[], bool] = lambda: True
 ) -> ProviderServer:
     """Start the CloudProvider on ``address`` over the Manager's caches; it accepts writes while
-    ``may_write`` says so (while this process leads)."""
+    ``may_write`` says so (while this process leads). Its writes of NodeSets' sizes go through the Manager's
+    NodeSetScaler, the one the controllers use."""
     service = CloudProviderService(
-        manager.client, manager.nodesets, manager.nodes, manager.nodeclasses, may_write=may_write
+        manager.client, manager.nodesets, manager.nodes, manager.nodeclasses, may_write=may_write, scaler=manager.scaler
     )
     server = ProviderServer(service, address, tls=tls)
     server.start()

@@ -21,6 +21,7 @@ from ..kube import (
     Informer,
     KubeClient,
     NodeRecord,
+    NodeSetScaler,
     PodRecord,
     bound_pods_informer,
     nodeclass_from_json,
@@ -99,6 +100,8 @@ class Manager:
         )
         self.informers: list[Informer[Any]] = [self.nodes, self.nodeclasses, self.nodesets, self.pods, self.pending]
         self.recorder = EventRecorder(client)
+        #: the one writer of NodeSets' sizes in this process: the controllers' and the provider's
+        self.scaler = NodeSetScaler(client, self.nodesets)
         self.simulator = (
             SimulatorCloud(self.settings.simulator_dir, seed=self.settings.simulator_seed)
             if self.settings.simulator_dir
@@ -132,6 +135,7 @@ class Manager:
             self.pods,
             self.recorder,
             settings=self.settings.nodeset_controller,
+            scaler=self.scaler,
         )
         self.nodeclass_controller = NodeClassController(
             client,
@@ -151,6 +155,7 @@ class Manager:
             self.nodeclasses,
             self.recorder,
             settings=self.settings.pending_pod_autoscaler,
+            scaler=self.scaler,
         )
 
     def start(self) -> None:
