@@ -218,14 +218,17 @@ class Informer(Generic[R]):
             self._lists_started += 1
             number = self._lists_started
         fresh: dict[str, R] = {}
-        versions: dict[str, str] = {}  # the listed objects' resourceVersions, for observations
+        versions: dict[str, str] = {}  # the listed resourceVersions of observed objects
         params: dict[str, Any] = {"limit": _PAGE, **self._selectors}
         while True:
             page = self._client.list(self._resource, **params)
+            with self._lock:  # observed before the page was read, or the page cannot hold the write observed
+                observed = set(self._observations)
             for item in page.get("items") or []:
                 key = object_key(item)
                 fresh[key] = self._transform(item)
-                versions[key] = item["metadata"].get("resourceVersion", "")
+                if key in observed:
+                    versions[key] = item["metadata"].get("resourceVersion", "")
             token = page["metadata"].get("continue")
             if not token:
                 self.resource_version = page["metadata"]["resourceVersion"]
@@ -237,9 +240,9 @@ class Informer(Generic[R]):
             self._indexes = {name: {} for name in self._indexers}
             for key, record in fresh.items():
                 self._store(key, record)
-            for key in list(self._observations):
-                if key in versions:
-                    self._apply_version(key, versions[key])
+            for key, version in versions.items():
+                if key in self._observations:
+                    self._apply_version(key, version)
             self._listed = number
             self._applied.notify_all()
         for key, record in fresh.items():
