@@ -124,9 +124,9 @@ def _rpc(
     handler: Callable[[CloudProviderService, _Request], _Response],
 ) -> Callable[[CloudProviderService, _Request, grpc.ServicerContext], _Response]:
     """Turn an RPC handler's errors into statuses: RpcError as given, an undecodable request
-    INVALID_ARGUMENT, a NodeSet that kept changing under a write ABORTED, API errors by kind, an unreachable API server
-    UNAVAILABLE, anything else INTERNAL (logged) so nothing a client sends can take the server down; every
-    message cut short enough for the client to read."""
+    INVALID_ARGUMENT, a NodeSet that kept changing under a write (NodeSetConflictError) ABORTED, API errors by
+    kind, an unreachable API server UNAVAILABLE, anything else INTERNAL (logged) so nothing a client sends can
+    take the server down; every message cut short enough for the client to read."""
 
     @functools.wraps(handler)
     def wrapper(self: CloudProviderService, request: _Request, context: grpc.ServicerContext) -> _Response:
