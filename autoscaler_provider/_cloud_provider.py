@@ -2,8 +2,10 @@
 
 Reads come from the watch-fed caches the controllers share (the client calls NodeGroupForNode once per node
 and GetOptions twice per node every loop, so every read is answered from memory). State changes only by
-writing API objects with optimistic concurrency: ``spec.replicas`` through the scale subresource, and
-removal requests on the NodeSet (see nodeset_controller.controllers._removal); the controllers do the rest.
+writing API objects with optimistic concurrency, through the NodeSetScaler (nodeset_controller.kube, the one
+writer of a NodeSet's size): ``spec.replicas`` through the scale subresource, and removal requests on the
+NodeSet; the controllers do the rest. The scaler also makes the answers after a write agree with it
+(read-your-write), and says when a NodeSet kept changing under a write (ABORTED: the client tries again).
 """
 
 from __future__ import annotations
@@ -11,11 +13,10 @@ from __future__ import annotations
 import functools
 import logging
 import re
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
 import urllib3
@@ -39,9 +40,18 @@ from nodeset_controller.api import (
     node_allocatable_units,
     requested_nodes,
 )
-from nodeset_controller.controllers import RemovalConflictError, RemovalOfGoneNodesError, request_removal
 from nodeset_controller.failpoints import MID_DELETE_NODES, failpoint
-from nodeset_controller.kube import NODESETS, ApiError, Informer, KubeClient, NodeRecord, is_member, nodeset_members
+from nodeset_controller.kube import (
+    ApiError,
+    Informer,
+    KubeClient,
+    NodeRecord,
+    NodeSetConflictError,
+    NodeSetScaler,
+    RemovalOfGoneNodesError,
+    is_member,
+    nodeset_members,
+)
 
 from ._proto import externalgrpc_pb2 as pb
 from ._proto import externalgrpc_pb2_grpc as pb_grpc
@@ -55,8 +65,6 @@ DEFAULT_MAX_SIZE = 1000
 OUT_OF_RESOURCES_ERROR_CLASS = 1
 OTHER_ERROR_CLASS = 99
 
-#: How long a write waits for the watch to bring it into the cache (well inside the client's 5 s timeout).
-_CACHE_CATCH_UP = 2.0
 #: A status's message travels in a trailer, and the client drops a call whose trailers pass 16 KiB (its
 #: status becomes RESOURCE_EXHAUSTED and the real one is lost): messages are cut to this many UTF-8 bytes,
 #: which percent-encoding makes at most three times longer on the wire.
@@ -116,9 +124,9 @@ def _rpc(
     handler: Callable[[CloudProviderService, _Request], _Response],
 ) -> Callable[[CloudProviderService, _Request, grpc.ServicerContext], _Response]:
     """Turn an RPC handler's errors into statuses: RpcError as given, an undecodable request
-    INVALID_ARGUMENT, a removal that kept conflicting ABORTED, API errors by kind, an unreachable API server
-    UNAVAILABLE, anything else INTERNAL (logged) so nothing a client sends can take the server down; every
-    message cut short enough for the client to read."""
+    INVALID_ARGUMENT, a NodeSet that kept changing under a write (NodeSetConflictError) ABORTED, API errors by
+    kind, an unreachable API server UNAVAILABLE, anything else INTERNAL (logged) so nothing a client sends can
+    take the server down; every message cut short enough for the client to read."""
 
     @functools.wraps(handler)
     def wrapper(self: CloudProviderService, request: _Request, context: grpc.ServicerContext) -> _Response:
@@ -134,7 +142,7 @@ def _rpc(
             return handler(self, request)
         except RpcError as error:
             code, message = error.code, error.message
-        except RemovalConflictError as error:
+        except NodeSetConflictError as error:
             code, message = grpc.StatusCode.ABORTED, f"{error}; try again"
         except ApiError as error:
             if error.conflict:
@@ -161,13 +169,6 @@ def _rpc(
     return wrapper
 
 
-@dataclass(frozen=True)
-class _Written:
-    resource_version: int
-    replicas: int
-    at: float
-
-
 class CloudProviderService(pb_grpc.CloudProviderServicer):
     """All 15 RPCs of the externalgrpc CloudProvider."""
 
@@ -179,16 +180,16 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
         nodeclasses: Informer[NodeClass],
         *,
         may_write: Callable[[], bool] = lambda: True,
+        scaler: NodeSetScaler | None = None,
     ) -> None:
-        self._client = client
+        """``scaler`` writes the NodeSets' sizes: the process's one (the Manager's), or by default one of its own
+        over ``client`` and ``nodesets``. Either way TargetSize answers with what it wrote as soon as IncreaseSize
+        returns, though the watch takes a moment to deliver it."""
         self._nodesets = nodesets
         self._nodes = nodes
         self._nodeclasses = nodeclasses
         self._may_write = may_write
-        self._lock = threading.Lock()
-        # Targets this server wrote that the cache may not show yet: TargetSize must reflect an increase as
-        # soon as IncreaseSize returns, and the watch takes a moment to deliver it.
-        self._written: dict[str, _Written] = {}
+        self._scaler = scaler or NodeSetScaler(client, nodesets)
 
     # -- lookups -----------------------------------------------------------------------------------------
 
@@ -244,28 +245,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
         return nodeset_members(self._nodes, nodeset)
 
     def _target(self, nodeset: NodeSet) -> int:
-        cached = nodeset.spec.replicas
-        with self._lock:
-            written = self._written.get(nodeset.metadata.name)
-        if written is None:
-            return cached
-        try:
-            cache_version = int(nodeset.metadata.resource_version or 0)
-        except ValueError:
-            cache_version = 0
-        # resourceVersions are etcd revisions here; a newer write of ours wins until the cache catches up.
-        return written.replicas if written.resource_version > cache_version else cached
-
-    def _remember(self, name: str, body: dict[str, Any]) -> None:
-        """Note a write of ours, and give the cache a moment to show it, so the answers that follow agree."""
-        try:
-            version = int(body["metadata"]["resourceVersion"])
-        except (KeyError, ValueError):
-            return
-        replicas = int(body["spec"].get("replicas", 0))
-        with self._lock:
-            self._written[name] = _Written(version, replicas, time.monotonic())
-        self._nodesets.wait_for_version(version, _CACHE_CATCH_UP)
+        return self._scaler.replicas(nodeset)
 
     def _require_writes(self, rpc: str) -> None:
         if not self._may_write():
@@ -336,10 +316,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
 
     @_rpc
     def Refresh(self, request: pb.RefreshRequest) -> pb.RefreshResponse:  # noqa: N802
-        """The caches are watch-fed and always fresh; drop write-through targets the cache has caught up with."""
-        cutoff = time.monotonic() - 60
-        with self._lock:
-            self._written = {k: v for k, v in self._written.items() if v.at >= cutoff}
+        """The caches are watch-fed and always fresh (the scaler forgets its writes once the cache shows them)."""
         return pb.RefreshResponse()
 
     # -- node group RPCs ---------------------------------------------------------------------------------
@@ -395,20 +372,9 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
         return pb.NodeGroupDecreaseTargetSizeResponse()
 
     def _scale(self, name: str, change: Callable[[int], int]) -> None:
-        """Read the scale subresource, apply ``change`` and write it back with its resourceVersion; a
-        conflict (another writer came first) is retried from a fresh read, so no write is lost."""
-        for _ in range(50):
-            scale = self._client.get(NODESETS, name, subresource="scale")
-            scale["spec"]["replicas"] = change(int(scale["spec"].get("replicas", 0)))
-            try:
-                written = self._client.replace(NODESETS, name, scale, subresource="scale")
-            except ApiError as error:
-                if error.conflict:
-                    continue
-                raise
-            self._remember(name, written)
-            return
-        raise RpcError(grpc.StatusCode.ABORTED, f"node group {name}: too many concurrent changes; try again")
+        """Apply ``change`` to replicas through the scale subresource, from a fresh read on each conflict, so no
+        write is lost (NodeSetConflictError, ABORTED, if the NodeSet kept changing)."""
+        self._scaler.resize(name, lambda nodeset: change(nodeset.spec.replicas))
 
     @_rpc
     def NodeGroupDeleteNodes(self, request: pb.NodeGroupDeleteNodesRequest) -> pb.NodeGroupDeleteNodesResponse:  # noqa: N802
@@ -437,7 +403,7 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
             return record is not None and is_member(record, nodeset)
 
         try:
-            recorded = request_removal(self._client, request.id, names, present=still_a_member)
+            recorded = self._scaler.request_removal(request.id, names, present=still_a_member)
         except RemovalOfGoneNodesError as error:
             raise RpcError(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -446,7 +412,6 @@ class CloudProviderService(pb_grpc.CloudProviderServicer):
             ) from None
         if recorded:
             failpoint(MID_DELETE_NODES)
-            self._remember(request.id, self._client.get(NODESETS, request.id))
         return pb.NodeGroupDeleteNodesResponse()
 
     @_rpc

@@ -1,4 +1,4 @@
-"""Serving the cluster-autoscaler provider next to the controllers, and the files a client needs."""
+"""Serving the gRPC server for the cluster-autoscaler next to the controllers, and the files a client needs."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ def serve_grpc(
     manager: Manager, address: str, tls: TLSFiles | None, *, may_write: Callable[[], bool] = lambda: True
 ) -> ProviderServer:
     """Start the CloudProvider on ``address`` over the Manager's caches; it accepts writes while
-    ``may_write`` says so (while this process leads)."""
+    ``may_write`` says so (while this process leads). Its writes of NodeSets' sizes go through the Manager's
+    NodeSetScaler, the one the controllers use."""
     service = CloudProviderService(
-        manager.client, manager.nodesets, manager.nodes, manager.nodeclasses, may_write=may_write
+        manager.client, manager.nodesets, manager.nodes, manager.nodeclasses, may_write=may_write, scaler=manager.scaler
     )
     server = ProviderServer(service, address, tls=tls)
     server.start()
@@ -55,7 +56,7 @@ def make_grpc_certificates(directory: Path, host: str = "127.0.0.1") -> GrpcCert
 
 
 def write_cloud_config(path: Path, address: str, certificates: GrpcCertificates | None) -> Path:
-    """The cluster-autoscaler's --cloud-config for this provider (mutual TLS when certificates are given)."""
+    """The cluster-autoscaler's --cloud-config for this gRPC server (mutual TLS when certificates are given)."""
     config: dict[str, str] = {"address": address, "grpc_timeout": "10s"}
     if certificates is not None:
         config |= {

@@ -8,7 +8,6 @@
 - ``_scheduling``: the scheduler's predicates and the bin-packing that the pending-pod autoscaler simulates;
 - ``_scale_down``: which Nodes of a NodeSet go first, which count as failed, how many may be replaced;
 - ``_drain``: cordoning a Node and evicting its pods through the Eviction API before it is removed;
-- ``_removal``: asking a NodeSet to remove named Nodes (the names and the lower replicas in one write);
 - ``_expectations``: writes a controller has made that its cache has not shown it yet.
 """
 
@@ -17,7 +16,6 @@ from ._node_controller import NodeController, NodeControllerSettings, Phase
 from ._nodeclass_controller import NodeClassController, NodeClassControllerSettings
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
 from ._pending_pods import EXPANDERS, PendingPodAutoscaler, PendingPodAutoscalerSettings
-from ._removal import RemovalConflictError, RemovalOfGoneNodesError, request_removal
 from ._scale_down import Failure, choose_victims, failure_of, is_failed, is_ready, machine_gone, remediation_budget
 
 __all__ = [
@@ -34,13 +32,10 @@ __all__ = [
     "PendingPodAutoscaler",
     "PendingPodAutoscalerSettings",
     "Phase",
-    "RemovalConflictError",
-    "RemovalOfGoneNodesError",
     "choose_victims",
     "failure_of",
     "is_failed",
     "is_ready",
     "machine_gone",
     "remediation_budget",
-    "request_removal",
 ]

@@ -21,6 +21,7 @@ from ..kube import (
     Informer,
     KubeClient,
     NodeRecord,
+    NodeSetScaler,
     PodRecord,
     bound_pods_informer,
     nodeclass_from_json,
@@ -111,6 +112,8 @@ class Manager:
             self.serving_csrs = serving_csr_informer(client, idle)
             self.informers.append(self.serving_csrs)
         self.recorder = EventRecorder(client)
+        #: the one writer of NodeSets' sizes in this process: the controllers' and the provider's
+        self.scaler = NodeSetScaler(client, self.nodesets)
         self.simulator = (
             SimulatorCloud(self.settings.simulator_dir, seed=self.settings.simulator_seed)
             if self.settings.simulator_dir
@@ -165,6 +168,7 @@ class Manager:
             self.pods,
             self.recorder,
             settings=self.settings.nodeset_controller,
+            scaler=self.scaler,
         )
         self.nodeclass_controller = NodeClassController(
             client,
@@ -184,6 +188,7 @@ class Manager:
             self.nodeclasses,
             self.recorder,
             settings=self.settings.pending_pod_autoscaler,
+            scaler=self.scaler,
         )
 
     def _join_endpoint(self) -> ClusterEndpoint | None:

@@ -12,7 +12,9 @@ Level-triggered, per NodeSet:
   with a DrainTimeout Event and the Node is deleted anyway.
 - **replace** Nodes whose machine failed, at most ``replacement.maxInFlight`` at a time and with a growing
   pause while replacements keep failing, so a broken cloud cannot make the set churn (not in
-  ClusterAutoscaler mode: there the autoscaler sees the failures and deletes them itself).
+  ClusterAutoscaler mode: there the autoscaler sees the failures and deletes them itself, and failed
+  instances it leaves are given back after ``failed_instance_ttl``, named, with replicas lowered, through
+  the NodeSetScaler, as DeleteNodes does).
 - **status**: replicas, readyReplicas, observedGeneration, selector and the Ready, Progressing and
   ReplicaFailure conditions, written with the NodeSet's resourceVersion so no write is lost.
 - **delete** the Nodes of a NodeSet that is gone (no garbage collector is needed).
@@ -66,6 +68,7 @@ from ..kube import (
     Informer,
     KubeClient,
     NodeRecord,
+    NodeSetScaler,
     ObjectReference,
     PodRecord,
     Result,
@@ -77,7 +80,6 @@ from ..kube import (
 )
 from ._drain import Drainer
 from ._expectations import Expectations
-from ._removal import prune_requested, request_removal
 from ._scale_down import (
     Failure,
     RemediationBudget,
@@ -139,9 +141,13 @@ class NodeSetController:
         recorder: EventRecorder,
         *,
         settings: NodeSetControllerSettings | None = None,
+        scaler: NodeSetScaler | None = None,
     ) -> None:
+        """``scaler`` writes the NodeSets' sizes (the process's one, shared with the autoscalers; by default its
+        own, over ``nodesets``)."""
         self._client = client
         self._nodesets = nodesets
+        self._scaler = scaler or NodeSetScaler(client, nodesets)
         self._nodes = nodes
         self._nodeclasses = nodeclasses
         self._pods = pods
@@ -265,7 +271,7 @@ class NodeSetController:
                 self._replace_after.pop(name, None)  # healthy again: the next failure starts a fresh backoff
 
         if requested - {n.name for n in members}:
-            prune_requested(self._client, nodeset, {n.name for n in members})
+            self._scaler.prune_requested(nodeset, {n.name for n in members})
         # Nodes the autoscaler named go whatever replicas says by now: the write that named them gave their
         # replicas back, and a rise since (an IncreaseSize, a kubectl scale) asks for new Nodes, not for these
         # to stay (they would stay forever, reported as deleting, with no new Node made for the rise).
@@ -498,7 +504,7 @@ class NodeSetController:
         )
         if not expired:
             return
-        removed = request_removal(self._client, nodeset.metadata.name, expired)
+        removed = self._scaler.request_removal(nodeset.metadata.name, expired)
         if removed:
             reasons = "; ".join(f"{n}: {failures[n].message}" for n in expired[:5])
             self._event_nodeset(

@@ -11,11 +11,13 @@ decision, and once a second besides):
    affinity, tolerations, hostname anti-affinity) into new Nodes, first-fit decreasing; the expander picks
    the candidate (least waste by default, or priority, or price), whose pods are then taken, and the rest go
    round again. ``maxReplicas`` and the cluster-wide cap hold.
-3. **act and explain**: ``replicas`` is raised through the scale subresource with optimistic concurrency;
-   pods that triggered it get an Event naming the NodeSet and its new size; a pod that fits no NodeSet gets
-   one Event saying why, per NodeSet (once per pod and reason).
+3. **act and explain**: ``replicas`` is raised through the NodeSetScaler (nodeset_controller.kube, the one
+   writer of a NodeSet's size: the scale subresource, optimistic concurrency); pods that triggered it get an
+   Event naming the NodeSet and its new size; a pod that fits no NodeSet gets one Event saying why, per
+   NodeSet (once per pod and reason).
 4. **scale down**: a Ready Node that has run only DaemonSet and mirror pods for ``unneeded_time`` is removed
-   through the same path as the gRPC server's DeleteNodes (named, replicas lowered), never below minReplicas.
+   through the same path as the gRPC server's DeleteNodes (``NodeSetScaler.request_removal``: named, replicas
+   lowered), never below minReplicas.
 
 NodeSets in any other mode are never touched, so this autoscaler and the cluster-autoscaler never fight.
 """
@@ -51,6 +53,8 @@ from ..kube import (
     Informer,
     KubeClient,
     NodeRecord,
+    NodeSetConflictError,
+    NodeSetScaler,
     NotLeaderError,
     ObjectReference,
     PodRecord,
@@ -58,7 +62,6 @@ from ..kube import (
     nodeset_members,
 )
 from ._drain import must_leave
-from ._removal import request_removal
 from ._scale_down import is_failed, is_ready
 from ._scheduling import (
     LabelSelector,
@@ -126,8 +129,12 @@ class PendingPodAutoscaler:
         recorder: EventRecorder,
         *,
         settings: PendingPodAutoscalerSettings | None = None,
+        scaler: NodeSetScaler | None = None,
     ) -> None:
+        """``scaler`` writes the NodeSets' sizes (the process's one, shared with the NodeSetController and the
+        provider; by default its own, over ``nodesets``)."""
         self._client = client
+        self._scaler = scaler or NodeSetScaler(client, nodesets)
         self._pending = pending
         self._bound = bound
         self._nodes = nodes
@@ -254,7 +261,7 @@ class PendingPodAutoscaler:
             name = candidate.nodeset.metadata.name
             try:
                 before, after = self._raise(name, len(candidate.new_nodes))
-            except ApiError as error:
+            except (ApiError, NodeSetConflictError) as error:
                 log.warning("raising NodeSet %s: %s", name, error)
                 continue
             if after <= before:
@@ -384,25 +391,14 @@ class PendingPodAutoscaler:
         return min(close, key=lambda c: (len(c.new_nodes) / max(1, len(c.pods)), _waste(c)))
 
     def _raise(self, name: str, count: int) -> tuple[int, int]:
-        """Raise replicas by ``count`` (capped at maxReplicas) with the scale subresource's resourceVersion."""
-        for _ in range(20):
-            scale = self._client.get(NODESETS, name, subresource="scale")
-            nodeset = self._client.get(NODESETS, name)
-            before = int(scale["spec"].get("replicas", 0))
-            maximum = nodeset["spec"].get("maxReplicas")
-            after = before + count if maximum is None else min(before + count, int(maximum))
-            if after <= before:
-                return before, before
-            scale["spec"]["replicas"] = after
-            try:
-                written = self._client.replace(NODESETS, name, scale, subresource="scale")
-            except ApiError as error:
-                if error.conflict:
-                    continue
-                raise
-            self._nodesets.wait_for_version(written["metadata"]["resourceVersion"])
-            return before, after
-        raise ApiError(409, "Conflict", f"NodeSet {name} kept changing")
+        """Raise replicas by ``count``, capped at maxReplicas as the fresh read says (never lowered)."""
+
+        def raised(nodeset: NodeSet) -> int:
+            replicas, maximum = nodeset.spec.replicas, nodeset.spec.max_replicas
+            return max(replicas, replicas + count if maximum is None else min(replicas + count, maximum))
+
+        resized = self._scaler.resize(name, raised)
+        return resized.before, resized.after
 
     def _backing_off(self, nodeset: NodeSet, now: float) -> bool:
         name = nodeset.metadata.name
@@ -475,7 +471,7 @@ class PendingPodAutoscaler:
                     victims.append(node.name)
             victims = victims[: self.settings.max_removals_per_round - removed]
             if victims:
-                count = request_removal(self._client, nodeset.metadata.name, victims)
+                count = self._scaler.request_removal(nodeset.metadata.name, victims)
                 removed += count
                 if count:
                     self._event(
@@ -529,7 +525,7 @@ class PendingPodAutoscaler:
         if chosen is None or now - self._last_consolidation < self.settings.consolidation_interval:
             return None
         nodeset, node = chosen
-        if request_removal(self._client, nodeset.metadata.name, [node.name]):
+        if self._scaler.request_removal(nodeset.metadata.name, [node.name]):
             self._last_consolidation = now
             self._consolidating[node.name] = now
             self._underused_since.pop(node.name, None)

@@ -2,7 +2,9 @@
 
 - ``_client``: a thin JSON client for the API, and where the built-in kinds live (``NODES``, ``PODS``, ...);
 - ``_resources``: where kube-node's own kinds live (``NODECLASSES``, ``NODESETS``);
-- ``_informer``: a watch-fed cache of slim records, with indexes;
+- ``_informer``: a watch-fed cache of slim records, with indexes, and observations of one's own writes in it;
+- ``_nodeset_size``: the one writer of a NodeSet's size (replicas, named removals): one retry policy on
+  conflicts, one error when they persist, read-your-write through the NodeSet cache;
 - ``_pods``: the cache of pods bound to Nodes that drain, the controllers and the simulated kubelets share;
 - ``_records``: the slim records the caches hold (Nodes, pods), NodeClass and NodeSet parsing;
 - ``_membership``: which Nodes belong to a NodeSet (its ownerReference, not the label alone);
@@ -33,10 +35,24 @@ from ._client import (
 )
 from ._events import EventRecorder, EventType, ObjectReference
 from ._fence import NotLeaderError, WriteFence
-from ._informer import DEFAULT_WATCH_IDLE_TIMEOUT, Informer, object_key, wait_for_sync, watch_timeout_for
+from ._informer import (
+    DEFAULT_WATCH_IDLE_TIMEOUT,
+    Informer,
+    Observation,
+    object_key,
+    wait_for_sync,
+    watch_timeout_for,
+)
 from ._install import install_crds
 from ._leader import LeaderElectionSettings, LeaderElector, LeaderState
 from ._membership import is_foreign, is_member, labelled, nodeset_members
+from ._nodeset_size import (
+    CONFLICT_ATTEMPTS,
+    NodeSetConflictError,
+    NodeSetScaler,
+    RemovalOfGoneNodesError,
+    Resized,
+)
 from ._pods import bound_pods_informer
 from ._records import (
     NodeRecord,
@@ -50,6 +66,7 @@ from ._workqueue import Reconcile, Result, WorkQueue, run_workers
 
 __all__ = [
     "APPLY_PATCH",
+    "CONFLICT_ATTEMPTS",
     "CRDS",
     "DEFAULT_REQUEST_TIMEOUT",
     "DEFAULT_WATCH_IDLE_TIMEOUT",
@@ -74,10 +91,15 @@ __all__ = [
     "LeaderElector",
     "LeaderState",
     "NodeRecord",
+    "NodeSetConflictError",
+    "NodeSetScaler",
     "NotLeaderError",
     "ObjectReference",
+    "Observation",
     "PodRecord",
     "Reconcile",
+    "RemovalOfGoneNodesError",
+    "Resized",
     "Resource",
     "Result",
     "WorkQueue",

@@ -5,6 +5,14 @@ so the cache never holds whole objects (a Node is about 12 KB of JSON: at thousa
 thousands of pods only slim records fit). Indexes answer the questions readers ask (by providerID, by NodeSet, ...).
 Handlers are called with (old, new) records on every change, from the informer's own thread; they should
 only enqueue work.
+
+A writer that must read its own write from the cache opens an :class:`Observation` of the object's key before
+it writes, and waits on it with the resourceVersion the write returned. resourceVersions are opaque strings
+(the API conventions: a client may compare them for equality only, never order them), so the observation
+does not ask whether the cache is "at or past" a version: it collects the versions the informer applies for
+that key, and is satisfied when one of them is the written one, or when a list that began after the write
+was loaded (a list is a fresh read, so it holds the write or something newer). Waits sleep on a condition
+the informer signals on every change it applies.
 """
 
 from __future__ import annotations
@@ -79,6 +87,10 @@ class Informer(Generic[R]):
         self._watch_timeout = watch_timeout
         self._read_timeout = read_timeout
         self._lock = threading.RLock()
+        self._applied = threading.Condition(self._lock)  # signalled on every change the cache applies
+        self._observations: dict[str, builtins.list[Observation]] = {}
+        self._lists_started = 0  # lists begun, counted
+        self._listed = 0  # which of them (by that count) was loaded last
         self._items: dict[str, R] = {}
         self._indexes: dict[str, dict[str, set[str]]] = {name: {} for name in self._indexers}
         self._handlers: list[Handler[R]] = []
@@ -135,20 +147,13 @@ class Informer(Generic[R]):
         """Block until the first list has been loaded; False on timeout."""
         return self._synced.wait(timeout)
 
-    def wait_for_version(self, version: str | int, timeout: float = 2.0) -> bool:
-        """Block until the cache has seen ``version`` (a resourceVersion a write of ours returned), so answers
-        read from it right after the write agree with the write. resourceVersions are etcd revisions here,
-        compared as numbers; False on timeout (the caller goes on with what it wrote)."""
-        wanted = int(version)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if int(self.resource_version or 0) >= wanted:
-                    return True
-            except ValueError:
-                return False
-            time.sleep(0.005)
-        return False
+    def observe(self, key: str) -> Observation:
+        """Start collecting the resourceVersions this cache applies for ``key``: open it before a write, then
+        ``wait`` on it with the resourceVersion the write returned (see :class:`Observation`)."""
+        observation = Observation(self, key)
+        with self._lock:
+            self._observations.setdefault(key, []).append(observation)
+        return observation
 
     # -- running -----------------------------------------------------------------------------------------
 
@@ -209,12 +214,21 @@ class Informer(Generic[R]):
                 backoff = min(backoff * 2, 10.0)
 
     def _list(self) -> None:
+        with self._lock:
+            self._lists_started += 1
+            number = self._lists_started
         fresh: dict[str, R] = {}
+        versions: dict[str, str] = {}  # the listed resourceVersions of observed objects
         params: dict[str, Any] = {"limit": _PAGE, **self._selectors}
         while True:
             page = self._client.list(self._resource, **params)
+            with self._lock:  # observed before the page was read, or the page cannot hold the write observed
+                observed = set(self._observations)
             for item in page.get("items") or []:
-                fresh[object_key(item)] = self._transform(item)
+                key = object_key(item)
+                fresh[key] = self._transform(item)
+                if key in observed:
+                    versions[key] = item["metadata"].get("resourceVersion", "")
             token = page["metadata"].get("continue")
             if not token:
                 self.resource_version = page["metadata"]["resourceVersion"]
@@ -226,6 +240,11 @@ class Informer(Generic[R]):
             self._indexes = {name: {} for name in self._indexers}
             for key, record in fresh.items():
                 self._store(key, record)
+            for key, version in versions.items():
+                if key in self._observations:
+                    self._apply_version(key, version)
+            self._listed = number
+            self._applied.notify_all()
         for key, record in fresh.items():
             self._notify(old_items.get(key), record)
         for key, record in old_items.items():
@@ -258,7 +277,29 @@ class Informer(Generic[R]):
                 else:
                     new = self._transform(obj)
                     self._store(key, new)
+                if key in self._observations:
+                    self._apply_version(key, obj["metadata"].get("resourceVersion", ""))
+                self._applied.notify_all()
             self._notify(old, new)
+
+    def _apply_version(self, key: str, version: str) -> None:
+        """Tell the observations of ``key`` that the cache applied ``version`` of it (the lock held)."""
+        waiting = []
+        for observation in self._observations[key]:
+            if not observation._saw(version):
+                waiting.append(observation)
+        if waiting:
+            self._observations[key] = waiting
+        else:
+            del self._observations[key]
+
+    def _forget(self, observation: Observation) -> None:
+        with self._lock:
+            others = [o for o in self._observations.get(observation.key, ()) if o is not observation]
+            if others:
+                self._observations[observation.key] = others
+            else:
+                self._observations.pop(observation.key, None)
 
     def _store(self, key: str, record: R) -> None:
         self._remove(key)
@@ -285,6 +326,67 @@ class Informer(Generic[R]):
                 handler(old, new)
             except Exception:
                 log.exception("%s: event handler failed", self.name)
+
+
+class Observation:
+    """The resourceVersions an informer applied for one key since the observation was opened: how a writer
+    tells that the cache holds its write. Open it (``Informer.observe``) before writing, so no event of the
+    write can be missed; then ``expect`` the resourceVersion the write returned, and ``wait`` or ask
+    ``observed``. Compared for equality only; a list loaded after ``expect`` counts too (it read the write or
+    something newer). A context manager: leaving it stops the collecting (so does being observed)."""
+
+    def __init__(self, informer: Informer[Any], key: str) -> None:
+        self.key = key
+        self._informer = informer
+        self._seen: set[str] = set()  # versions applied before the one expected was known
+        self._expected: str | None = None
+        self._done = False
+        self._lists_started = 0  # the informer's count of lists begun, when the version expected was known
+
+    def _saw(self, version: str) -> bool:
+        """One version of the key applied (the informer's lock held); True once the expected one has been."""
+        if self._expected is None:
+            self._seen.add(version)
+        elif version == self._expected:
+            self._done = True
+        return self._done
+
+    def expect(self, version: str) -> None:
+        """The resourceVersion the write returned (a string: never compared but for equality)."""
+        with self._informer._lock:
+            self._expected = version
+            self._done = self._done or version in self._seen
+            self._seen = set()
+            self._lists_started = self._informer._lists_started
+            if self._done:
+                self._informer._forget(self)
+
+    @property
+    def observed(self) -> bool:
+        """Whether the cache holds the version expected, or what replaced it."""
+        with self._informer._lock:
+            return self._observed()
+
+    def _observed(self) -> bool:
+        return self._expected is not None and (self._done or self._informer._listed > self._lists_started)
+
+    def wait(self, version: str | None = None, timeout: float = 2.0) -> bool:
+        """Block until ``observed`` (expecting ``version`` first, if given), woken by each change the informer
+        applies; False on timeout."""
+        if version is not None:
+            self.expect(version)
+        with self._informer._applied:
+            return self._informer._applied.wait_for(self._observed, timeout)
+
+    def close(self) -> None:
+        """Stop collecting."""
+        self._informer._forget(self)
+
+    def __enter__(self) -> Observation:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
 
 def wait_for_sync(informers: Iterable[Informer[Any]], timeout: float) -> None:

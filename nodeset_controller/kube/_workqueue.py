@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from .. import metrics
 from ._client import ApiError
 from ._fence import NotLeaderError
+from ._nodeset_size import NodeSetConflictError
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,8 @@ def run_workers(queue: WorkQueue, reconcile: Reconcile, workers: int, stop: thre
 
     A reconcile that raises is retried with the key's backoff; one that returns normally is forgotten by
     the rate limiter and requeued after ``requeue_after`` when it asks. One refused by the write fence
-    (NotLeaderError) is retried like a conflict, quietly: the fence has said so once already.
+    (NotLeaderError) is retried like a conflict, quietly: the fence has said so once already. A NodeSet that
+    kept changing under a change of its size (NodeSetConflictError) is a conflict too, said once as a warning.
     """
 
     def work() -> None:
@@ -187,6 +189,10 @@ def run_workers(queue: WorkQueue, reconcile: Reconcile, workers: int, stop: thre
                 delay = queue.add_rate_limited(key)
                 outcome = "conflict"
                 log.debug("%s: %s: %s; again in %.1f s", queue.name, key, error, delay)
+            except NodeSetConflictError as error:
+                delay = queue.add_rate_limited(key)
+                outcome = "conflict"
+                log.warning("%s: %s: %s; again in %.1f s", queue.name, key, error, delay)
             except ApiError as error:
                 delay = queue.add_rate_limited(key)
                 outcome = "conflict" if error.conflict else "error"

@@ -182,3 +182,32 @@ def test_a_removal_that_keeps_conflicting_is_aborted(
     code, details = status_of(lambda: stub.NodeGroupDeleteNodes(pb.NodeGroupDeleteNodesRequest(id="grp", nodes=[node])))
     assert code == grpc.StatusCode.ABORTED and "kept changing" in details and "try again" in details
     assert kube.get(NODESETS, "grp")["spec"]["replicas"] == 1
+
+
+class _ScalesAlwaysConflicting(KubeClient):
+    """A client whose every write of a NodeSet's scale loses the optimistic-concurrency race."""
+
+    def replace(
+        self, resource: Resource, name: str, body: Any, namespace: str | None = None, subresource: str | None = None
+    ) -> Any:
+        if resource == NODESETS and subresource == "scale":
+            raise ApiError(409, "Conflict", "the object has been modified")
+        return super().replace(resource, name, body, namespace, subresource)
+
+
+def test_an_increase_or_decrease_that_keeps_conflicting_is_aborted(
+    kube: KubeClient, manager: Manager, control_plane: Any, serve: Any
+) -> None:
+    # The same status, and the same one error behind it, as a removal's (IncreaseSize said ABORTED before too).
+    kube.create(NODESETS, nodeset_manifest("grp", 2, maxReplicas=5, **CA))  # no class: no Nodes to make
+    eventually(lambda: manager.nodesets.get("grp"))
+    client = _ScalesAlwaysConflicting(KubeClient.from_kubeconfig(control_plane.kubeconfig).configuration)
+    stub = serve(CloudProviderService(client, manager.nodesets, manager.nodes, manager.nodeclasses))
+    for call in (
+        lambda: stub.NodeGroupIncreaseSize(pb.NodeGroupIncreaseSizeRequest(id="grp", delta=1)),
+        lambda: stub.NodeGroupDecreaseTargetSize(pb.NodeGroupDecreaseTargetSizeRequest(id="grp", delta=-1)),
+    ):
+        code, details = status_of(call)
+        assert code == grpc.StatusCode.ABORTED and "kept changing" in details and "try again" in details
+        assert "replicas not changed" in details
+    assert kube.get(NODESETS, "grp")["spec"]["replicas"] == 2
