@@ -53,6 +53,27 @@ def binaries() -> Binaries:
     return find_binaries()
 
 
+#: The cluster-autoscaler's source (kubernetes/autoscaler, tag cluster-autoscaler-1.36.1, its cluster-autoscaler/).
+AUTOSCALER_SRC = Path(os.environ.get("KUBE_NODE_AUTOSCALER_SRC", REPO.parent / "shared/third_party/cluster-autoscaler"))
+
+
+@pytest.fixture(scope="session")
+def autoscaler_binary(binaries: Binaries) -> Path:
+    if binaries.cluster_autoscaler is not None:
+        return binaries.cluster_autoscaler
+    if not (AUTOSCALER_SRC / "go.mod").exists():
+        reason = (
+            f"no cluster-autoscaler source at {AUTOSCALER_SRC}: set KUBE_NODE_AUTOSCALER_SRC to a checkout "
+            "of kubernetes/autoscaler's cluster-autoscaler (release 1.36) to run the end-to-end tests"
+        )
+        if os.environ.get("CI"):  # in CI the source is there (../shared): its absence is a failure, not a skip
+            pytest.fail(reason)
+        pytest.skip(reason)
+    built = find_binaries(with_autoscaler=True).cluster_autoscaler
+    assert built is not None, f"hack/build-tools.sh --with-autoscaler did not build {AUTOSCALER_SRC}"
+    return built
+
+
 @pytest.fixture(scope="session")
 def control_plane(binaries: Binaries, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """etcd + kube-apiserver for the whole session, with kube-node's CRDs installed."""

@@ -4,6 +4,7 @@ install, upgrade and uninstall, and RBAC that is exactly enough."""
 from __future__ import annotations
 
 import base64
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -353,6 +354,31 @@ def test_the_cluster_autoscaler_example_passes_a_server_side_dry_run(kubectl: Ku
     cloud_config = yaml.safe_load(config["data"]["cloud-config.yaml"])
     # The address is the chart's gRPC Service for release "kube-node" in kube-node-system.
     assert cloud_config["address"] == "kube-node-grpc.kube-node-system.svc:8086"
+
+
+#: How the upstream image (registry.k8s.io/autoscaling/cluster-autoscaler) starts: its Dockerfile copies the
+#: binary to /cluster-autoscaler and sets CMD ["/cluster-autoscaler"], with no ENTRYPOINT. A container's
+#: ``args`` replace the CMD and its ``command`` the ENTRYPOINT, so without ``command`` the first arg would run.
+UPSTREAM_IMAGE_ENTRYPOINT: list[str] = []
+UPSTREAM_IMAGE_CMD = ["/cluster-autoscaler"]
+
+
+def test_the_cluster_autoscaler_example_starts_the_binary_with_flags_the_real_one_accepts(
+    autoscaler_binary: Path,
+) -> None:
+    example = CHART / "examples" / "cluster-autoscaler.yaml"
+    deployment = next(d for d in yaml.safe_load_all(example.read_text()) if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    # What the kubelet runs: command, else the image's ENTRYPOINT; then args, else (only without command)
+    # the image's CMD.
+    program = container.get("command") or UPSTREAM_IMAGE_ENTRYPOINT or []
+    argv = program + container.get("args", [] if container.get("command") else UPSTREAM_IMAGE_CMD)
+    assert argv[0] == UPSTREAM_IMAGE_CMD[0], f"the container would run {argv[0]!r}"
+    # The real binary takes every flag (an unknown one exits 2 before --help is reached).
+    result = subprocess.run(
+        [str(autoscaler_binary), *argv[1:], "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def _secrets(objects: list[dict[str, Any]]) -> dict[str, dict[str, bytes]]:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from kube_node._grpc import write_cloud_config
-from kube_node.controlplane import Binaries, ControlPlane, find_binaries
+from kube_node.controlplane import ControlPlane
 from nodeset_controller.api import LABEL_NODESET
 from nodeset_controller.controllers import Manager
 from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient, Resource
@@ -28,24 +28,6 @@ PODS = Resource("", "v1", "pods", namespaced=True)
 NAMESPACES = Resource("", "v1", "namespaces")
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", namespaced=True)
 ARTIFACTS = Path(os.environ.get("KUBE_NODE_ARTIFACTS", REPO / "test-artifacts"))
-AUTOSCALER_SRC = Path(os.environ.get("KUBE_NODE_AUTOSCALER_SRC", REPO.parent / "shared/third_party/cluster-autoscaler"))
-
-
-@pytest.fixture(scope="session")
-def autoscaler_binary(binaries: Binaries) -> Path:
-    if binaries.cluster_autoscaler is not None:
-        return binaries.cluster_autoscaler
-    if not (AUTOSCALER_SRC / "go.mod").exists():
-        reason = (
-            f"no cluster-autoscaler source at {AUTOSCALER_SRC}: set KUBE_NODE_AUTOSCALER_SRC to a checkout "
-            "of kubernetes/autoscaler's cluster-autoscaler (release 1.36) to run the end-to-end tests"
-        )
-        if os.environ.get("CI"):  # in CI the source is there (../shared): its absence is a failure, not a skip
-            pytest.fail(reason)
-        pytest.skip(reason)
-    built = find_binaries(with_autoscaler=True).cluster_autoscaler
-    assert built is not None, f"hack/build-tools.sh --with-autoscaler did not build {AUTOSCALER_SRC}"
-    return built
 
 
 class Autoscaler:
