@@ -1,4 +1,4 @@
-"""Machine providers: the interface, the libcloud adapter, the simulator and an in-memory provider."""
+"""Machine providers: the interface, the libcloud adapter, the simulator, local kubelets and an in-memory provider."""
 
 from ._machine import (
     TAG_CLUSTER,
@@ -13,6 +13,9 @@ from ._machine import (
     QuotaExceededError,
     machine_name,
 )
+from ._images import BUSYBOX_IMAGE, PAUSE_IMAGE, build_images
+from ._local import LocalMachines, LocalProvider, LocalSettings
+from ._local_host import HostError, install_runtime
 from ._memory import MemoryCloud, MemoryProvider
 from ._registry import ProviderRegistry
 from ._simkubelet import LEASE_NAMESPACE, SimulatedKubelets, node_lease, ready_status
@@ -21,13 +24,19 @@ from ._userdata import JOIN_VARIABLES, UserDataError, render_user_data, user_dat
 from .libcloud import LibcloudProvider, classify_error
 
 __all__ = [
+    "BUSYBOX_IMAGE",
+    "PAUSE_IMAGE",
     "JOIN_VARIABLES",
     "LEASE_NAMESPACE",
     "TAG_CLUSTER",
     "TAG_NODE",
     "TAG_NODECLASS",
     "ErrorClass",
+    "HostError",
     "LibcloudProvider",
+    "LocalMachines",
+    "LocalProvider",
+    "LocalSettings",
     "Machine",
     "MachineProvider",
     "MachineSpec",
@@ -42,7 +51,9 @@ __all__ = [
     "SimulatorProvider",
     "SimulatorSettings",
     "UserDataError",
+    "build_images",
     "classify_error",
+    "install_runtime",
     "machine_name",
     "node_lease",
     "ready_status",
