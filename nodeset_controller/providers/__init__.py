@@ -1,5 +1,8 @@
 """Machine providers: the interface, the libcloud adapter, the simulator, local kubelets and an in-memory provider."""
 
+from ._images import BUSYBOX_IMAGE, PAUSE_IMAGE, build_images
+from ._local import LocalMachines, LocalProvider, LocalSettings
+from ._local_host import HostError, install_runtime
 from ._machine import (
     TAG_CLUSTER,
     TAG_NODE,
@@ -13,9 +16,6 @@ from ._machine import (
     QuotaExceededError,
     machine_name,
 )
-from ._images import BUSYBOX_IMAGE, PAUSE_IMAGE, build_images
-from ._local import LocalMachines, LocalProvider, LocalSettings
-from ._local_host import HostError, install_runtime
 from ._memory import MemoryCloud, MemoryProvider
 from ._registry import ProviderRegistry
 from ._simkubelet import LEASE_NAMESPACE, SimulatedKubelets, node_lease, ready_status
@@ -25,9 +25,9 @@ from .libcloud import LibcloudProvider, classify_error
 
 __all__ = [
     "BUSYBOX_IMAGE",
-    "PAUSE_IMAGE",
     "JOIN_VARIABLES",
     "LEASE_NAMESPACE",
+    "PAUSE_IMAGE",
     "TAG_CLUSTER",
     "TAG_NODE",
     "TAG_NODECLASS",
