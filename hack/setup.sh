@@ -2,7 +2,7 @@
 # Sets up everything kube-node needs on a fresh machine, idempotently:
 #   - a virtualenv in .venv (override with KUBE_NODE_VENV) with kube-node installed editable, test and lint extras;
 #   - the pinned control-plane binaries and helm, built once into ~/.cache/kube-node (hack/build-tools.sh).
-# Arguments are passed to hack/build-tools.sh (e.g. --with-autoscaler).
+# Arguments are passed to hack/build-tools.sh (e.g. --with-autoscaler, --with-kubelet).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${KUBE_NODE_VENV:-$repo/.venv}

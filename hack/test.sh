@@ -6,7 +6,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${KUBE_NODE_VENV:-$repo/.venv}
 cd "$repo"
-bash hack/setup.sh --with-autoscaler
+bash hack/setup.sh --with-autoscaler --with-kubelet
 
 step() { printf '\n==> %s\n' "$*"; }
 

@@ -85,6 +85,8 @@ class RunOptions:
     cluster: str | None = None  #: --cluster-name; None: the kube-system namespace's uid, read at start-up
     simulator_dir: Path | None = None
     simulator_seed: int | None = None
+    local_machines_dir: Path | None = None  #: run the local provider (real kubelets), keeping machines here
+    local_kubelet: Path | None = None  #: the kubelet local machines run; None: kubelet on PATH
     join_api_server: str | None = None  #: ${API_SERVER} of user-data; None: discovered
     join_ca_file: Path | None = None  #: the CA of ${CA_CERT_BASE64}/${CA_CERT_HASH}; None: discovered
     approve_serving_certificates: bool = True  #: approve matching kubelet serving CSRs of kube-node's Nodes
@@ -187,6 +189,8 @@ def run(options: RunOptions) -> int:
             ),
             simulator_dir=options.simulator_dir,
             simulator_seed=options.simulator_seed,
+            local_machines_dir=options.local_machines_dir,
+            local_kubelet=options.local_kubelet,
             join_api_server=options.join_api_server,
             join_ca_file=options.join_ca_file,
             approve_serving_certificates=options.approve_serving_certificates,

@@ -279,6 +279,26 @@ SETTINGS: tuple[Setting, ...] = (
         metavar="N",
     ),
     Setting(
+        "local-machines-dir",
+        Path,
+        _MACHINES,
+        "enable the local provider (machines that are real kubelets on this host; needs root, containerd and "
+        "a kubelet) and keep its machines in this directory",
+        field="local_machines_dir",
+        default_text="no local machines",
+        metavar="DIR",
+        docs=" See [the local provider](nodeclasses.md#the-local-provider).",
+    ),
+    Setting(
+        "local-kubelet",
+        Path,
+        _MACHINES,
+        "the kubelet binary local machines run",
+        field="local_kubelet",
+        default_text="kubelet on PATH",
+        metavar="FILE",
+    ),
+    Setting(
         "join-api-server",
         str,
         _JOIN,

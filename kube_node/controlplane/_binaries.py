@@ -29,6 +29,7 @@ class Binaries:
     kubectl: Path
     helm: Path
     cluster_autoscaler: Path | None = None
+    kubelet: Path | None = None  #: built with ``with_kubelet`` (hack/build-tools.sh --with-kubelet)
 
     @property
     def path_dirs(self) -> list[str]:
@@ -40,7 +41,7 @@ class Binaries:
         return dirs
 
 
-def find_binaries(*, build: bool = True, with_autoscaler: bool = False) -> Binaries:
+def find_binaries(*, build: bool = True, with_autoscaler: bool = False, with_kubelet: bool = False) -> Binaries:
     """Return the pinned binaries.
 
     ``KUBE_NODE_BIN_PATH`` (a PATH-style list of directories) wins when set. Otherwise, from a source
@@ -51,14 +52,14 @@ def find_binaries(*, build: bool = True, with_autoscaler: bool = False) -> Binar
     if explicit:
         dirs = [Path(d) for d in explicit.split(os.pathsep) if d]
     elif BUILD_SCRIPT.exists() and build:
-        dirs = _run_build_script(with_autoscaler)
+        dirs = _run_build_script(with_autoscaler, with_kubelet)
     else:
         raise BinariesNotFoundError(
             "control-plane binaries not found: set KUBE_NODE_BIN_PATH to the directories holding etcd, "
             f"kube-apiserver, kubectl and helm, or run from a kube-node source checkout ({BUILD_SCRIPT})"
         )
     found: dict[str, Path] = {}
-    for name in (*_REQUIRED, "cluster-autoscaler"):
+    for name in (*_REQUIRED, "cluster-autoscaler", "kubelet"):
         for directory in dirs:
             candidate = directory / name
             if candidate.is_file() and os.access(candidate, os.X_OK):
@@ -75,12 +76,14 @@ def find_binaries(*, build: bool = True, with_autoscaler: bool = False) -> Binar
         kubectl=found["kubectl"],
         helm=found["helm"],
         cluster_autoscaler=found.get("cluster-autoscaler"),
+        kubelet=found.get("kubelet"),
     )
 
 
-def _run_build_script(with_autoscaler: bool) -> list[Path]:
+def _run_build_script(with_autoscaler: bool, with_kubelet: bool) -> list[Path]:
     bash = shutil.which("bash") or "/bin/bash"
     args = [bash, str(BUILD_SCRIPT)] + (["--with-autoscaler"] if with_autoscaler else [])
+    args += ["--with-kubelet"] if with_kubelet else []
     # Progress goes to our stderr as it happens; the directories come back on stdout.
     result = subprocess.run(args, stdout=subprocess.PIPE, text=True, check=False)
     if result.returncode != 0:

@@ -67,6 +67,16 @@ class CertificateAuthority:
         path.write_bytes(self.pem)
         return path
 
+    def write_key(self, path: Path) -> Path:
+        """Write the CA's private key (PEM, mode 0600) to ``path``: for a signer that issues from this CA."""
+        path.write_bytes(
+            self._key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        path.chmod(0o600)
+        return path
+
     def issue(
         self,
         directory: Path,

@@ -210,6 +210,11 @@ class ControlPlane:
                 f"--kube-api-qps={self._client_qps}",
                 f"--kube-api-burst={self._client_qps * 2}",
                 f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                # As a real cluster has it: kubelets' CSRs (TLS bootstrap, rotation) are signed with the client
+                # CA the API server trusts; bootstrap tokens sign kube-public/cluster-info and expire.
+                f"--cluster-signing-cert-file={self.pki / 'client-ca.crt'}",
+                f"--cluster-signing-key-file={self.pki / 'client-ca.key'}",
+                "--controllers=*,bootstrapsigner,tokencleaner",
                 # The node lifecycle controller removes the not-ready taint of a Node that turned Ready on its
                 # next pass, every 5 s by default; a local control plane looks every second.
                 "--node-monitor-period=1s",
@@ -321,6 +326,8 @@ class ControlPlane:
         )
         client_ca = CertificateAuthority("kube-node-local-client-ca")
         client_ca.write(self.pki / "client-ca.crt")
+        # The controller-manager's csrsigning controller issues kubelets' client certificates from it.
+        client_ca.write_key(self.pki / "client-ca.key")
         client_ca.issue(self.pki, "admin", common_name=ADMIN_USER, organizations=("system:masters",), client=True)
         client_ca.issue(self.pki, "scheduler", common_name="system:kube-scheduler", client=True)
         client_ca.issue(self.pki, "controller-manager", common_name="system:kube-controller-manager", client=True)
@@ -395,6 +402,8 @@ class ControlPlane:
                 "--authorization-mode=Node,RBAC",
                 # As a real cluster has it: machines join with bootstrap tokens (kube-system Secrets).
                 "--enable-bootstrap-token-auth=true",
+                # ... and a kubelet may change only its own Node and the pods bound to it.
+                "--enable-admission-plugins=NodeRestriction",
                 "--allow-privileged=true",
                 "--endpoint-reconciler-type=none",
                 "--max-requests-inflight=2000",

@@ -30,6 +30,7 @@ from ..kube import (
 )
 from ..providers import (
     LibcloudProvider,
+    LocalMachines,
     MachineProvider,
     ProviderRegistry,
     SimulatedKubelets,
@@ -58,6 +59,9 @@ class ManagerSettings:
     simulator_dir: Path | None = None  #: run the simulator provider, keeping its machines here
     #: the seed of the simulator's faults (which creates are refused, which machines crash); None: random
     simulator_seed: int | None = None
+    #: run the local provider (real kubelets on this host), keeping its machines here
+    local_machines_dir: Path | None = None
+    local_kubelet: Path | None = None  #: the kubelet local machines run (None: kubelet on PATH)
     kubelet_lease_interval: float = 10.0  #: how often simulated kubelets renew their Lease
     cache_sync_timeout: float = 60.0
     #: seconds a watch may stay silent before it is presumed dead and opened again (see Informer)
@@ -134,6 +138,9 @@ class Manager:
             client,
             self.settings.node_controller.cluster,
             simulator=self.simulator,
+            local=LocalMachines(self.settings.local_machines_dir, kubelet=self.settings.local_kubelet)
+            if self.settings.local_machines_dir
+            else None,
             libcloud_factory=_libcloud_provider,
         )
         self._endpoint: ClusterEndpoint | None = None

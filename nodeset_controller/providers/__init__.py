@@ -1,5 +1,8 @@
-"""Machine providers: the interface, the libcloud adapter, the simulator and an in-memory provider."""
+"""Machine providers: the interface, the libcloud adapter, the simulator, local kubelets and an in-memory provider."""
 
+from ._images import BUSYBOX_IMAGE, PAUSE_IMAGE, build_images
+from ._local import LocalMachines, LocalProvider, LocalSettings
+from ._local_host import HostError, install_runtime
 from ._machine import (
     TAG_CLUSTER,
     TAG_NODE,
@@ -21,13 +24,19 @@ from ._userdata import JOIN_VARIABLES, UserDataError, render_user_data, user_dat
 from .libcloud import LibcloudProvider, classify_error
 
 __all__ = [
+    "BUSYBOX_IMAGE",
     "JOIN_VARIABLES",
     "LEASE_NAMESPACE",
+    "PAUSE_IMAGE",
     "TAG_CLUSTER",
     "TAG_NODE",
     "TAG_NODECLASS",
     "ErrorClass",
+    "HostError",
     "LibcloudProvider",
+    "LocalMachines",
+    "LocalProvider",
+    "LocalSettings",
     "Machine",
     "MachineProvider",
     "MachineSpec",
@@ -42,7 +51,9 @@ __all__ = [
     "SimulatorProvider",
     "SimulatorSettings",
     "UserDataError",
+    "build_images",
     "classify_error",
+    "install_runtime",
     "machine_name",
     "node_lease",
     "ready_status",

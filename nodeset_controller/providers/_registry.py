@@ -13,6 +13,7 @@ from typing import Any
 from ..api import NodeClass
 from ..kube import SECRETS, ApiError, KubeClient, WriteFence
 from ._instrumented import InstrumentedProvider
+from ._local import LocalMachines, LocalProvider
 from ._machine import ErrorClass, Machine, MachineProvider, MachineSpec, ProviderError
 from ._simulator import SimulatorCloud, SimulatorProvider
 
@@ -36,11 +37,13 @@ class ProviderRegistry:
         cluster: str,
         *,
         simulator: SimulatorCloud | None = None,
+        local: LocalMachines | None = None,
         libcloud_factory: LibcloudFactory | None = None,
     ) -> None:
         self._client = client
         self._cluster = cluster
         self._simulator = simulator
+        self._local = local
         self._libcloud_factory = libcloud_factory
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[str, float, MachineProvider]] = {}
@@ -74,6 +77,15 @@ class ProviderRegistry:
                     code="NO_SIMULATOR",
                 )
             return SimulatorProvider(self._simulator, nodeclass, self._cluster)
+        if nodeclass.spec.provider == "local":
+            if self._local is None:
+                raise ProviderError(
+                    f"NodeClass {nodeclass.metadata.name} uses local machines, but this kube-node runs without "
+                    "them (start it with --local-machines-dir)",
+                    error_class=ErrorClass.INVALID_CONFIGURATION,
+                    code="NO_LOCAL_MACHINES",
+                )
+            return LocalProvider(self._local, nodeclass, self._cluster)
         if self._libcloud_factory is None:
             raise ProviderError(
                 f"NodeClass {nodeclass.metadata.name}: provider {nodeclass.spec.provider!r} is not available",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -11,9 +12,14 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from kube_node.controlplane import ControlPlane, pid_alive
-from nodeset_controller.kube import NAMESPACES, KubeClient, Resource
+from kube_node.controlplane._certs import KeyPair
+from nodeset_controller.kube import NAMESPACES, NODES, KubeClient, Resource
 from tests.conftest import REPO, eventually
 
 pytestmark = pytest.mark.controlplane
@@ -98,3 +104,60 @@ def test_no_process_outlives_a_session_that_is_killed(tmp_path: Path) -> None:
     child.communicate(timeout=30)
     # The kernel kills each component when its parent dies (PR_SET_PDEATHSIG); no teardown code runs.
     eventually(lambda: not [pid for pid in pids if pid_alive(pid)], timeout=10, what="components to die")
+
+
+CSRS = Resource("certificates.k8s.io", "v1", "certificatesigningrequests")
+
+
+def test_kubelet_client_csrs_are_signed_and_node_restriction_holds(
+    controller_manager: ControlPlane, kube: KubeClient, tmp_path: Path
+) -> None:
+    """As in a real cluster: an approved kubelet client CSR is signed by the controller-manager with the client
+    CA the API server trusts, and the Node it names may change only itself (NodeRestriction)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:nodes"),
+            x509.NameAttribute(NameOID.COMMON_NAME, "system:node:csr-a"),
+        ]
+    )
+    csr = x509.CertificateSigningRequestBuilder().subject_name(subject).sign(key, hashes.SHA256())
+    pem = csr.public_bytes(serialization.Encoding.PEM)
+    for name in ("csr-a", "csr-b"):
+        kube.create(NODES, {"metadata": {"name": name}})
+    created = kube.create(
+        CSRS,
+        {
+            "metadata": {"name": "csr-a"},
+            "spec": {
+                "request": base64.b64encode(pem).decode(),
+                "signerName": "kubernetes.io/kube-apiserver-client-kubelet",
+                "usages": ["digital signature", "client auth"],
+            },
+        },
+    )
+    try:
+        created["status"] = {
+            "conditions": [{"type": "Approved", "status": "True", "reason": "Test", "message": "approved by the test"}]
+        }
+        kube.replace(CSRS, "csr-a", created, subresource="approval")
+        issued = eventually(lambda: kube.get(CSRS, "csr-a").get("status", {}).get("certificate"), what="the CSR signed")
+        cert = x509.load_pem_x509_certificate(base64.b64decode(issued))
+        ca = x509.load_pem_x509_certificate((controller_manager.pki / "client-ca.crt").read_bytes())
+        assert cert.issuer == ca.subject
+        pair = KeyPair(tmp_path / "node.crt", tmp_path / "node.key")
+        pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        pair.key.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        kubeconfig = tmp_path / "node.kubeconfig"
+        kubeconfig.write_text(json.dumps(controller_manager.kubeconfig_dict(user="system:node:csr-a", pair=pair)))
+        node = KubeClient.from_kubeconfig(kubeconfig)
+        node.patch(NODES, "csr-a", {"metadata": {"labels": {"own": "yes"}}})
+        with pytest.raises(Exception, match="403") as caught:
+            node.patch(NODES, "csr-b", {"metadata": {"labels": {"other": "yes"}}})
+        assert "not allowed to modify node" in str(caught.value)
+    finally:
+        kube.delete(CSRS, "csr-a")
