@@ -22,7 +22,7 @@ from kube_node.controlplane import ControlPlane
 from nodeset_controller.api import ANNOTATION_MACHINE_ID
 from nodeset_controller.controllers import Manager
 from nodeset_controller.controllers._serving_csrs import CSRS
-from nodeset_controller.kube import NODECLASSES, NODES, KubeClient
+from nodeset_controller.kube import NODECLASSES, NODES, ApiError, KubeClient
 from nodeset_controller.kube._events import CORE_EVENTS
 from nodeset_controller.providers import machine_name
 from tests.conftest import eventually, managed_node, simulator_nodeclass
@@ -119,21 +119,24 @@ def test_a_serving_csr_naming_the_node_and_its_machine_is_approved_and_others_ar
 
     stranger_ip = send_csr(kubelet, "system:node:web-1", ["web-1"], [machine.private_ip, "10.99.0.7"])
     other_name = send_csr(kubelet, "system:node:web-1", ["web-1", "db-1"], [])
-    other_subject = send_csr(kubelet, "system:node:db-1", ["web-1"], [])
+    # Another Node's subject: NodeRestriction refuses it before anyone could approve it.
+    with pytest.raises(ApiError) as refused:
+        send_csr(kubelet, "system:node:db-1", ["web-1"], [])
+    assert refused.value.status == 403, refused.value
     client_usage = send_csr(kubelet, "system:node:web-1", ["web-1"], [], ("digital signature", "client auth"))
 
     def told() -> str:
         return " | ".join(e["message"] for e in events(kube, "web-1", "ServingCertificateNotApproved"))
 
     eventually(
-        lambda: all(name in told() for name in (stranger_ip, other_name, other_subject, client_usage)),
+        lambda: all(name in told() for name in (stranger_ip, other_name, client_usage)),
         what="a Warning for each CSR that does not match",
     )
     text = told()
     assert "10.99.0.7" in text, text
     assert "db-1" in text, text
     assert "client auth" in text, text
-    for name in (stranger_ip, other_name, other_subject, client_usage):
+    for name in (stranger_ip, other_name, client_usage):
         assert conditions(kube, name) == [], f"{name} must stay pending"
 
 
