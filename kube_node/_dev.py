@@ -4,16 +4,23 @@
 supervisor process in the background and waits for it to report ready. The supervisor owns the control
 plane (whose processes die with it, even on SIGKILL) and runs kube-node's main job against it; ``dev down``
 stops the supervisor with SIGTERM, which stops everything in order.
+
+With ``--real-nodes`` (root, and a machine that can run containerd) the demo NodeSet's machines are real
+kubelets on this host (the local provider) instead of simulated ones: ``dev up`` installs the runtime when it
+is missing and builds the kubelet, the supervisor applies the bindings kube-node's bootstrap tokens need (the
+chart's) and the local NodeClass, and ``dev down`` destroys every local machine before it stops.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -21,8 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from autoscaler_provider import ProviderServer
-from nodeset_controller.controllers import Manager, ManagerSettings, NodeControllerSettings
-from nodeset_controller.kube import KubeClient, install_crds
+from nodeset_controller.controllers import BOOTSTRAP_GROUP, Manager, ManagerSettings, NodeControllerSettings
+from nodeset_controller.kube import ApiError, KubeClient, Resource, install_crds
+from nodeset_controller.providers import HostError, LocalMachines, install_runtime, is_root
 
 from ._grpc import make_grpc_certificates, serve_grpc, write_cloud_config
 from ._run import cluster_identity
@@ -53,6 +61,7 @@ class DevState:
     path_dirs: list[str]
     startup_seconds: float
     status: str = ""  #: base URL of /metrics, /healthz and /readyz
+    real_nodes: bool = False  #: the demo NodeSet's machines are real local kubelets
 
     @classmethod
     def read(cls, state_dir: Path) -> DevState | None:
@@ -83,6 +92,11 @@ def usage(state: DevState, state_dir: Path) -> str:
             f"  source {env_file}",
             "  kubectl get nodeclasses,nodesets",
             f"  kubectl create -f {SAMPLES_DIR / 'node-sample.yaml'}   # one Node, one simulated machine",
+            *(
+                ["  kubectl get nodes -l kube-node.io/nodeclass=local   # the demo NodeSet's real kubelets"]
+                if state.real_nodes
+                else []
+            ),
             "  kubectl get nodes -w",
             "  kubectl scale nodeset demo --replicas=5",
             "  kubectl explain nodeset.spec",
@@ -99,18 +113,49 @@ def usage(state: DevState, state_dir: Path) -> str:
     )
 
 
-def up(state_dir: Path, *, timeout: float = 120.0) -> int:
+def real_nodes_unavailable() -> str | None:
+    """Why this machine cannot run real local nodes (None: it can, the runtime installed if it was missing)."""
+    if not is_root():
+        return "real nodes need root (cgroups, mounts, network links); run it as root, or without --real-nodes"
+    try:
+        installed = install_runtime()
+    except HostError as error:
+        return f"real nodes need a container runtime: {error}"
+    if installed:
+        print(f"installed {', '.join(installed)}", file=sys.stderr)
+    return None
+
+
+def up(state_dir: Path, *, timeout: float = 120.0, real_nodes: bool = False) -> int:
     """Start the dev environment in the background (or report the running one) and print how to use it."""
     state_dir.mkdir(parents=True, exist_ok=True)
     running = DevState.read(state_dir)
     if running is not None:
+        if real_nodes and not running.real_nodes:
+            print("kube-node dev environment is already up with simulated nodes: `kube-node dev down` first")
+            return 1
         print(usage(running, state_dir))
         return 0
-    binaries = find_binaries()  # builds on first use, with progress on stderr
+    if real_nodes and (why := real_nodes_unavailable()):
+        print(f"kube-node dev up --real-nodes: {why}", file=sys.stderr)
+        return 1
+    binaries = find_binaries(with_kubelet=real_nodes)  # builds on first use, with progress on stderr
+    if real_nodes and binaries.kubelet is None:
+        print("kube-node dev up --real-nodes: hack/build-tools.sh --with-kubelet built no kubelet", file=sys.stderr)
+        return 1
     log_path = state_dir / "kube-node.log"
     with log_path.open("ab") as log_file:
         supervisor = subprocess.Popen(
-            [sys.executable, "-m", "kube_node", "dev", "serve", "--state-dir", str(state_dir)],
+            [
+                sys.executable,
+                "-m",
+                "kube_node",
+                "dev",
+                "serve",
+                "--state-dir",
+                str(state_dir),
+                *(["--real-nodes"] if real_nodes else []),
+            ],
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -154,7 +199,36 @@ def down(state_dir: Path, *, timeout: float = 30.0) -> int:
     return 0
 
 
-def serve(state_dir: Path) -> int:
+def local_machines_dir(state_dir: Path) -> Path:
+    """Where the dev environment's local machines live: short (their unix sockets are below it), one per
+    state directory."""
+    digest = hashlib.sha256(str(state_dir.resolve()).encode()).hexdigest()[:8]
+    return Path(tempfile.gettempdir()) / f"kn-dev-{digest}"
+
+
+CLUSTER_ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings")
+
+
+def bootstrap_bindings() -> list[dict[str, Any]]:
+    """What the chart binds kube-node's bootstrap tokens to (templates/bootstrap.yaml): sending the kubelet's
+    client CSR, and having it approved."""
+    group = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": BOOTSTRAP_GROUP}
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"kube-node-{name}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [group],
+        }
+        for name, role in (
+            ("node-bootstrapper", "system:node-bootstrapper"),
+            ("approve-node-client-csr", "system:certificates.k8s.io:certificatesigningrequests:nodeclient"),
+        )
+    ]
+
+
+def serve(state_dir: Path, *, real_nodes: bool = False) -> int:
     """The supervisor: run the control plane and kube-node until SIGTERM or SIGINT."""
     state_dir.mkdir(parents=True, exist_ok=True)
     stop = threading.Event()
@@ -162,6 +236,7 @@ def serve(state_dir: Path) -> int:
         signal.signal(signum, lambda *_: stop.set())
     binaries = find_binaries(build=False)
     control_plane = ControlPlane(state_dir / "controlplane", binaries=binaries)
+    machines_dir = local_machines_dir(state_dir) if real_nodes else None
     manager: Manager | None = None
     grpc_server: ProviderServer | None = None
     status: StatusServer | None = None
@@ -171,14 +246,24 @@ def serve(state_dir: Path) -> int:
         control_plane.start_controller_manager()
         client = KubeClient.from_kubeconfig(control_plane.kubeconfig)
         install_crds(client)
-        created = apply_samples(client)
+        if real_nodes:
+            for binding in bootstrap_bindings():
+                try:
+                    client.create(CLUSTER_ROLE_BINDINGS, binding)
+                except ApiError as error:
+                    if not error.already_exists:
+                        raise
+        created = apply_samples(client, real_nodes=real_nodes)
         log.info("applied samples: %s", ", ".join(created) or "(all existed)")
         identity = cluster_identity(client, None)  # as `kube-node run` does; the local cluster has kube-system
         log.info("cluster identity %s (%s)", identity.name, identity.source)
         manager = Manager(
             client,
             ManagerSettings(
-                node_controller=NodeControllerSettings(cluster=identity.name), simulator_dir=state_dir / "simulator"
+                node_controller=NodeControllerSettings(cluster=identity.name),
+                simulator_dir=state_dir / "simulator",
+                local_machines_dir=machines_dir,
+                local_kubelet=binaries.kubelet,
             ),
         )
         manager.start()
@@ -202,6 +287,7 @@ def serve(state_dir: Path) -> int:
             path_dirs=binaries.path_dirs,
             startup_seconds=round(control_plane.startup_seconds, 2),
             status=f"http://127.0.0.1:{status.port}",
+            real_nodes=real_nodes,
         ).write(state_dir)
         log.info("dev environment ready at %s", control_plane.server)
         while not stop.wait(1.0):
@@ -223,6 +309,11 @@ def serve(state_dir: Path) -> int:
             grpc_server.stop()
         if manager is not None:
             manager.stop()
+        if machines_dir is not None and machines_dir.exists():
+            machines = LocalMachines(machines_dir)
+            for machine in machines.machines():  # real kubelets must not outlive the cluster they joined
+                machines.destroy(machine.name)
+                log.info("destroyed local machine %s", machine.name)
         control_plane.stop()
         log.info("dev environment stopped")
 

@@ -87,6 +87,14 @@ def _build() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
             help="where its state, kubeconfig and logs live (default $KUBE_NODE_DEV_DIR or "
             "~/.local/state/kube-node/dev)",
         )
+        if name in ("up", "serve"):
+            sub.add_argument(
+                "--real-nodes",
+                action="store_true",
+                help="the demo NodeSet's machines are real kubelets on this host, each with its own containerd "
+                "(needs root; installs containerd, runc and the CNI plugins from the distribution when missing "
+                "and builds the kubelet), instead of simulated ones",
+            )
     return parser, run
 
 
@@ -147,10 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "dev":
         state_dir: Path = args.state_dir or _dev.default_state_dir()
         if args.dev_command == "up":
-            return _dev.up(state_dir)
+            return _dev.up(state_dir, real_nodes=args.real_nodes)
         if args.dev_command == "down":
             return _dev.down(state_dir)
-        return _dev.serve(state_dir)
+        return _dev.serve(state_dir, real_nodes=args.real_nodes)
     raise AssertionError(f"unhandled command {args.command}")
 
 

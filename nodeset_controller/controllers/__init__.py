@@ -8,9 +8,12 @@
 - ``_scheduling``: the scheduler's predicates and the bin-packing that the pending-pod autoscaler simulates;
 - ``_scale_down``: which Nodes of a NodeSet go first, which count as failed, how many may be replaced;
 - ``_drain``: cordoning a Node and evicting its pods through the Eviction API before it is removed;
-- ``_expectations``: writes a controller has made that its cache has not shown it yet.
+- ``_expectations``: writes a controller has made that its cache has not shown it yet;
+- ``_join``: what a machine joins with: its own bootstrap token, the API server and its CA;
+- ``_serving_csrs``: approving kubelet serving certificates whose names and addresses are the machine's.
 """
 
+from ._join import BOOTSTRAP_GROUP
 from ._manager import Manager, ManagerSettings
 from ._node_controller import NodeController, NodeControllerSettings, Phase
 from ._nodeclass_controller import NodeClassController, NodeClassControllerSettings
@@ -19,6 +22,7 @@ from ._pending_pods import EXPANDERS, PendingPodAutoscaler, PendingPodAutoscaler
 from ._scale_down import Failure, choose_victims, failure_of, is_failed, is_ready, machine_gone, remediation_budget
 
 __all__ = [
+    "BOOTSTRAP_GROUP",
     "EXPANDERS",
     "Failure",
     "Manager",

@@ -2,7 +2,7 @@
 
 from ._images import BUSYBOX_IMAGE, PAUSE_IMAGE, build_images
 from ._local import LocalMachines, LocalProvider, LocalSettings
-from ._local_host import HostError, install_runtime
+from ._local_host import HostError, install_runtime, is_root
 from ._machine import (
     TAG_CLUSTER,
     TAG_NODE,
@@ -54,6 +54,7 @@ __all__ = [
     "build_images",
     "classify_error",
     "install_runtime",
+    "is_root",
     "machine_name",
     "node_lease",
     "ready_status",

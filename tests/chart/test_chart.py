@@ -15,6 +15,7 @@ import yaml
 from cryptography import x509
 
 from autoscaler_provider import TLSFiles
+from kube_node._dev import bootstrap_bindings
 from kube_node._settings import read_config_file
 from kube_node.cli import parse, run_options
 from kube_node.controlplane import Binaries, ControlPlane
@@ -444,3 +445,13 @@ def test_generated_certificates_stay_across_upgrades_and_a_secret_someone_made_i
     helm.run("install", name, str(CHART), "--namespace", namespace)
     assert not [o for o in _manifest_objects(helm, name, namespace) if o["kind"] == "Secret"]
     assert served() == first
+
+
+def test_the_dev_environment_binds_bootstrap_tokens_as_the_chart_does(helm: Helm) -> None:
+    chart = [
+        (o["roleRef"], o["subjects"])
+        for o in helm.template("--show-only", "templates/bootstrap.yaml")
+        if o["kind"] == "ClusterRoleBinding"
+    ]
+    dev = [(b["roleRef"], b["subjects"]) for b in bootstrap_bindings()]
+    assert sorted(map(str, dev)) == sorted(map(str, chart)) and dev
