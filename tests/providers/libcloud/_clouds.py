@@ -275,6 +275,47 @@ class OpenStackApi(openstack_tests.OpenStack_2_0_MockHttp):  # type: ignore[misc
         for name in self._OURS:  # the base class binds its own handlers per instance; use ours
             self.__dict__.pop(name, None)
 
+    #: names given to the images of libcloud's glance fixture (all "hypernode"), by id
+    image_names: ClassVar[dict[str, str]] = {}
+
+    def _v2_1337_v2_images(self, method: str, url: str, body: str, headers: dict[str, str]) -> Any:
+        status, text, response_headers, reason = super()._v2_1337_v2_images(method, url, body, headers)
+        listing = json.loads(text)
+        for image in listing["images"]:
+            image["name"] = self.image_names.get(image["id"], image["name"])
+        return status, json.dumps(listing), response_headers, reason
+
+    #: the key pairs this project has (GET os-keypairs/<name>)
+    key_pairs: ClassVar[frozenset[str]] = frozenset({"kube-node"})
+
+    def _get_method_name(self, type: Any, use_param: Any, qs: Any, path: str) -> str:
+        if path.startswith("/v2/1337/os-keypairs/"):
+            return "_key_pair"
+        return str(super()._get_method_name(type, use_param, qs, path))
+
+    def _key_pair(self, method: str, url: str, body: str, headers: dict[str, str]) -> Any:
+        assert method == "GET"
+        name = urlparse(url).path.rsplit("/", 1)[1]
+        self.cloud.requests.append((method, "os-keypairs", name))
+        fixtures = openstack_tests.ComputeFileFixtures("openstack_v1_1")
+        if name not in self.key_pairs:
+            return 404, fixtures.load("_os_keypairs_not_found.json"), JSON, _status(404)
+        key_pair = json.loads(fixtures.load("_os_keypairs_get_one.json"))
+        key_pair["keypair"]["name"] = name
+        return 200, json.dumps(key_pair), JSON, _status(200)
+
+    def _v3_auth_tokens(self, method: str, url: str, body: str, headers: dict[str, str]) -> Any:
+        """Keystone v3 password auth (what the doc's example uses): always granted, the request recorded."""
+        assert method == "POST"
+        self.cloud.requests.append((method, "auth/tokens", json.loads(body)))
+        # libcloud's v3 token, its catalog naming each service as keystone does, for this fake's project (1337).
+        granted = json.loads(openstack_tests.ComputeFileFixtures("openstack").load("_v3__auth.json"))
+        names = {"compute": "nova", "image": "glance", "network": "neutron", "volumev2": "cinderv2"}
+        for service in granted["token"]["catalog"]:
+            service.setdefault("name", names.get(service["type"], service["type"]))
+        text = json.dumps(granted).replace("9c4693dce56b493b9b83197d900f7fba", "1337")
+        return 201, text, {**JSON, "x-subject-token": "00000000000000000000000000000000"}, _status(201)
+
     def _v2_1337_servers(self, method: str, url: str, body: str, headers: dict[str, str]) -> Any:
         assert method == "POST"
         request = json.loads(body)["server"]

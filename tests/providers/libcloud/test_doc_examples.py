@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import functools
+import json
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from nodeset_controller.providers import MachineSpec
 from nodeset_controller.providers.libcloud import LibcloudProvider
 
-from ._clouds import CLUSTER, SPEC, Ec2Api, fake
+from ._clouds import CLUSTER, SPEC, Ec2Api, OpenStackApi, fake
 from ._docs import Example, example
 
 
@@ -78,3 +79,69 @@ def test_the_ec2_example(monkeypatch: pytest.MonkeyPatch) -> None:
     assert run["SecurityGroupId.1"] == group
     assert base64.b64decode(run["UserData"]).decode() == spec.user_data
     assert machine.id == Ec2Api.INSTANCE_ID
+
+
+# -- OpenStack ----------------------------------------------------------------------------------------------------
+
+
+def test_the_openstack_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    from libcloud.compute.drivers.openstack import OpenStack_2_NodeDriver as Driver
+
+    doc = example("openstack")
+    spec, args = doc.nodeclass.spec, extra(doc)
+    [group] = references(args["ex_security_groups"])
+    [network] = references(args["networks"])
+    region = spec.driver_options["ex_force_service_region"]
+    renames = {
+        "responses": {
+            "regionOne": region,  # _v3__auth.json's catalog
+            '"1GB slice"': json.dumps(spec.size),  # _flavors_detail.json
+            '"default"': json.dumps(group),  # _v2_0__security_groups.json
+            '"net1"': json.dumps(network),  # _v2_0__networks.json
+        },
+        # neutron's and glance's paths, where libcloud's fake answers them
+        "paths": {"/v2.0/": "/v2/1337/v2.0/", "/v2/images": "/v2/1337/v2/images"},
+        "image_names": {"f24a3c1b-d52a-4116-91da-25b3eee8f55e": spec.image},
+        "key_pairs": frozenset({args["ex_keyname"]}),
+    }
+    connections = [
+        Driver.connectionCls,
+        Driver.image_connectionCls,
+        Driver.network_connectionCls,
+        Driver.volumev2_connectionCls,
+        Driver.volumev3_connectionCls,
+        Driver.reservation_connectionCls,
+    ]
+    cloud = fake(monkeypatch, OpenStackApi, *connections, renames=renames)
+    calls = spy_on_create_node(monkeypatch, Driver)
+    provider = provider_for(doc)
+
+    provider.validate()
+    machine = provider.create(spec_for(doc))
+
+    auths = cloud.sent("auth/tokens")  # one per service's connection
+    auth = auths[0]
+    assert auths == [auth] * len(auths)
+    user = auth["auth"]["identity"]["password"]["user"]
+    assert (user["name"], user["domain"]["name"]) == (doc.credentials["key"], spec.driver_options["ex_domain_name"])
+    assert auth["auth"]["scope"]["project"]["name"] == doc.credentials["ex_tenant_name"]
+    [call] = calls
+    assert call["size"].name == spec.size
+    assert call["image"].name == spec.image
+    assert call["ex_keyname"] == args["ex_keyname"]
+    assert [g.name for g in call["ex_security_groups"]] == [group]
+    assert [n.name for n in call["networks"]] == [network]
+    assert call["ex_userdata"] == spec.user_data
+    [server] = cloud.sent("servers")
+    assert server["flavorRef"] == call["size"].id
+    assert server["imageRef"] == call["image"].id
+    assert server["key_name"] == args["ex_keyname"]
+    assert server["security_groups"] == [{"name": group}]
+    assert server["networks"] == [{"uuid": call["networks"][0].id}]
+    assert base64.b64decode(server["user_data"]).decode() == spec.user_data
+    assert machine.id == OpenStackApi.SERVER_ID
+
+
+def references(value: list[Any]) -> list[str]:
+    """The names in a list of ``{name: ...}``, as the OpenStack example writes them."""
+    return [item["name"] for item in value]
