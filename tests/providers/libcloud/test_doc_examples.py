@@ -17,7 +17,7 @@ import pytest
 from nodeset_controller.providers import MachineSpec
 from nodeset_controller.providers.libcloud import LibcloudProvider
 
-from ._clouds import CLUSTER, SPEC, Ec2Api, OpenStackApi, fake
+from ._clouds import CLUSTER, SPEC, DigitalOceanApi, Ec2Api, OpenStackApi, fake
 from ._docs import Example, example
 
 
@@ -145,3 +145,33 @@ def test_the_openstack_example(monkeypatch: pytest.MonkeyPatch) -> None:
 def references(value: list[Any]) -> list[str]:
     """The names in a list of ``{name: ...}``, as the OpenStack example writes them."""
     return [item["name"] for item in value]
+
+
+# -- DigitalOcean -------------------------------------------------------------------------------------------------
+
+
+def test_the_digitalocean_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    from libcloud.compute.drivers.digitalocean import DigitalOcean_v2_NodeDriver as Driver
+
+    doc = example("digitalocean")
+    spec, args = doc.nodeclass.spec, extra(doc)
+    # list_sizes.json, list_images.json (a slug), list_locations.json
+    renames = {"512mb": spec.size, "ubuntu-14-04-x64": spec.image, "nyc1": spec.location}
+    cloud = fake(monkeypatch, DigitalOceanApi, Driver.connectionCls, renames={"responses": renames})
+    calls = spy_on_create_node(monkeypatch, Driver)
+    provider = provider_for(doc)
+
+    provider.validate()
+    machine = provider.create(spec_for(doc))
+
+    [call] = calls
+    assert call["size"].name == spec.size
+    assert call["image"].extra["slug"] == spec.image
+    assert call["location"].id == spec.location
+    assert call["ex_user_data"] == spec.user_data
+    [droplet] = cloud.sent("droplets")
+    assert (droplet["size"], droplet["region"], droplet["user_data"]) == (spec.size, spec.location, spec.user_data)
+    assert droplet["image"] == call["image"].id
+    for key, value in args["ex_create_attr"].items():  # every attribute the example sets reaches DigitalOcean
+        assert droplet[key] == value, key
+    assert machine.id == str(DigitalOceanApi.DROPLET_ID)
