@@ -281,8 +281,8 @@ class LibcloudProvider:
                 code="INVALID_DRIVER_OPTIONS",
             )
         kwargs: dict[str, Any] = {**creds, **options}
-        for key, value in self._dialect.driver_defaults(kwargs).items():
-            kwargs.setdefault(key, value)
+        for name, value in self._dialect.driver_defaults(args[0] if args else None, kwargs).items():
+            kwargs.setdefault(name, value)
         if "timeout" not in kwargs and accepts(driver_cls.__init__, "timeout"):
             kwargs["timeout"] = _connection_timeout(getattr(driver_cls, "connectionCls", None), self._timeout)
         try:

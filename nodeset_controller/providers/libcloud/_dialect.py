@@ -66,9 +66,9 @@ class Dialect:
     #: CRD's pattern for extraCreateArgs names allows these besides ``ex_*``; keep the two in step)
     create_args: ClassVar[frozenset[str]] = frozenset()
 
-    def driver_defaults(self, given: Mapping[str, Any]) -> dict[str, Any]:
+    def driver_defaults(self, key: str | None, given: Mapping[str, Any]) -> dict[str, Any]:
         """Keyword arguments of the driver's constructor that kube-node sets where ``given`` (the credentials'
-        and driverOptions' keywords) does not."""
+        and driverOptions' keywords) does not; ``key`` is the driver's first argument (never to be logged)."""
         return {}
 
     def prepare_driver(self, driver: Any) -> None:

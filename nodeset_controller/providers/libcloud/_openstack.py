@@ -22,7 +22,7 @@ class OpenStackDialect(Dialect):
     user_data_kwarg = "ex_userdata"
     create_args = frozenset({"networks"})  # nova's networks, documented by the driver without the ex_ prefix
 
-    def driver_defaults(self, given: Mapping[str, Any]) -> dict[str, Any]:
+    def driver_defaults(self, key: str | None, given: Mapping[str, Any]) -> dict[str, Any]:
         return {"api_version": API_VERSION}
 
     def read_tags(self, node: Any) -> dict[str, str]:
