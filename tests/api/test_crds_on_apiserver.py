@@ -30,6 +30,7 @@ from nodeset_controller.api import (
 )
 from nodeset_controller.kube import CRDS, NODECLASSES, NODESETS, ApiError, KubeClient, Resource, install_crds
 from tests.conftest import REPO, Kubectl
+from tests.providers.libcloud import _docs as doc_examples
 
 pytestmark = pytest.mark.controlplane
 
@@ -274,6 +275,15 @@ def test_invalid_objects_are_rejected_by_the_apiserver(
     assert caught.value.invalid, caught.value
     assert message in caught.value.message
     assert not kube.list(resource)["items"]
+
+
+@pytest.mark.parametrize("provider", sorted(doc_examples.HEADINGS))
+def test_the_nodeclass_examples_of_the_docs_pass_the_schema(kube: KubeClient, provider: str) -> None:
+    """Each cloud's example in docs/nodeclasses.md, read from the doc (tests/providers/libcloud/test_doc_examples.py
+    makes each one's machine against libcloud's fakes)."""
+    manifest = doc_examples.example(provider).manifest
+    created = kube.create(NODECLASSES, manifest, fieldValidation="Strict")
+    assert created["spec"].get("extraCreateArgs") == manifest["spec"].get("extraCreateArgs")
 
 
 def test_a_template_may_set_other_labels_and_annotations(kube: KubeClient) -> None:

@@ -130,6 +130,12 @@ CORPUS: list[tuple[str, dict[str, Any], str, str]] = [
     ("secret-empty-name", nodeclass(credentialsSecretRef={"name": "", "namespace": "n"}), "Ref.name", "at least 1"),
     ("extra-arg-without-value", nodeclass(extraCreateArgs=[{"name": "ex_a"}]), "extraCreateArgs[0].value", "Required"),
     (
+        "extra-arg-not-ex-nor-allowed",  # only ex_* and a driver's documented others (networks) pass
+        nodeclass(extraCreateArgs=[{"name": "network", "value": ["a"]}]),
+        "spec.extraCreateArgs[0].name",
+        "should match",
+    ),
+    (
         "template-taint-empty-key",
         nodeset(template={"spec": {"taints": [{"key": "", "effect": "NoSchedule"}]}}),
         "spec.template.spec.taints[0].key",

@@ -191,7 +191,8 @@ class LibcloudProvider:
     def validate(self) -> str:
         """Resolve the NodeClass against the provider without making anything: the driver is built from the
         credentials, the extraCreateArgs are checked against create_node's signature and the user data's
-        keyword, and the location, size and image are looked up afresh (list_locations, list_sizes, the image
+        keyword and the resources they name are looked up (see :meth:`Dialect.resolve_args`), and the location,
+        size and image are looked up afresh (list_locations, list_sizes, the image
         lookup: authenticated calls on most drivers, so rejected credentials show here too), then remembered for
         this thread's creates. Returns what they resolved to."""
         nc = self._nodeclass.spec
@@ -203,10 +204,11 @@ class LibcloudProvider:
                 code="INVALID_NODECLASS",
             )
         driver = self._driver()
-        extra = self._extra_args(driver)
+        resolved: dict[tuple[str, str], Any] = self._local.resolved
+        extra = self._resolve_extra(driver)
+        resolved[("extra", "")] = extra
         # Where the user data would go, and that extraCreateArgs does not set it too (on copies: nothing is kept).
         self._dialect.add_user_data({}, dict(extra), nc.user_data or "", driver, self._provider)
-        resolved: dict[tuple[str, str], Any] = self._local.resolved
         parts = []
         location = None
         if where:
@@ -236,6 +238,7 @@ class LibcloudProvider:
             except Exception as error:
                 raise self._error(error, "set up the libcloud driver") from error
             _apply_timeout(driver, self._timeout)
+            self._dialect.prepare_driver(driver)
             self._local.driver = driver
             self._local.resolved = {}
         return driver
@@ -278,6 +281,8 @@ class LibcloudProvider:
                 code="INVALID_DRIVER_OPTIONS",
             )
         kwargs: dict[str, Any] = {**creds, **options}
+        for name, value in self._dialect.driver_defaults(args[0] if args else None, kwargs).items():
+            kwargs.setdefault(name, value)
         if "timeout" not in kwargs and accepts(driver_cls.__init__, "timeout"):
             kwargs["timeout"] = _connection_timeout(getattr(driver_cls, "connectionCls", None), self._timeout)
         try:
@@ -390,7 +395,7 @@ class LibcloudProvider:
                 error_class=ErrorClass.INVALID_CONFIGURATION,
                 code="INVALID_NODECLASS",
             )
-        extra = self._extra_args(driver)
+        extra = dict(self._resolved("extra", "", lambda: self._resolve_extra(driver)))
         kwargs: dict[str, Any] = {"name": spec.name}
         location = None
         if where:
@@ -409,19 +414,32 @@ class LibcloudProvider:
             kwargs.setdefault(name, value)
         return kwargs
 
+    def _resolve_extra(self, driver: Any) -> dict[str, Any]:
+        """The NodeClass's extraCreateArgs as the driver takes them (:meth:`Dialect.resolve_args`)."""
+        extra = self._extra_args(driver)
+        try:
+            return self._dialect.resolve_args(driver, extra, self._provider)
+        except ProviderError:
+            raise
+        except Exception as error:
+            raise self._error(error, "look up what extraCreateArgs names") from error
+
     def _extra_args(self, driver: Any) -> dict[str, Any]:
         """The NodeClass's extraCreateArgs, checked against the driver's create_node signature so that a typo
-        fails here, by name, instead of as a TypeError from deep inside libcloud."""
+        fails here, by name, instead of as a TypeError from deep inside libcloud. Their names start with
+        ``ex_``, or are among the few others the driver documents (the dialect's ``create_args``)."""
         extra: dict[str, Any] = {}
+        allowed = self._dialect.create_args
         for arg in self._nodeclass.spec.extra_create_args:
-            if not arg.name.startswith("ex_"):
+            if not arg.name.startswith("ex_") and arg.name not in allowed:
+                others = f" or be one of {', '.join(sorted(allowed))}" if allowed else ""
                 raise ProviderError(
-                    f"{self._provider}: extraCreateArgs name {arg.name!r} must start with 'ex_'",
+                    f"{self._provider}: extraCreateArgs name {arg.name!r} must start with 'ex_'{others}",
                     error_class=ErrorClass.INVALID_CONFIGURATION,
                     code="INVALID_CREATE_ARGUMENT",
                 )
             if not accepts(driver.create_node, arg.name):
-                known = [p for p in parameters_of(driver.create_node) if p.startswith("ex_")]
+                known = [p for p in parameters_of(driver.create_node) if p.startswith("ex_") or p in allowed]
                 raise ProviderError(
                     f"{self._provider}: create_node takes no argument {arg.name!r} (from "
                     f"extraCreateArgs); it takes {', '.join(known) or 'no ex_ arguments'}",
@@ -451,6 +469,8 @@ class LibcloudProvider:
         else:
             sizes = self._call("list sizes", driver.list_sizes)
         found = pick(sizes, wanted, provider=self._provider, what="size")
+        if found is None:
+            found = self._call(f"look up size {wanted}", lambda: self._dialect.size_as_is(driver, wanted))
         if found is None:
             where = f" in location {location.name}" if location is not None else ""
             raise not_found(self._provider, "size", wanted, f"no size has that id or name{where}")

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from .._machine import TAG_CLUSTER, TAG_NODE, TAG_NODECLASS, ErrorClass, MachineSpec, MachineState, ProviderError
-from ._errors import conflict
+from ._errors import conflict, is_not_found, not_found
 
 OUR_TAGS = (TAG_CLUSTER, TAG_NODE, TAG_NODECLASS)
 
@@ -61,6 +62,28 @@ class Dialect:
 
     #: set where the driver has its own way to look an image up (``find_image``): says where it looked
     image_hint: ClassVar[str | None] = None
+    #: the create_node arguments not named ``ex_*`` that the driver documents and extraCreateArgs may set (the
+    #: CRD's pattern for extraCreateArgs names allows these besides ``ex_*``; keep the two in step)
+    create_args: ClassVar[frozenset[str]] = frozenset()
+
+    def driver_defaults(self, key: str | None, given: Mapping[str, Any]) -> dict[str, Any]:
+        """Keyword arguments of the driver's constructor that kube-node sets where ``given`` (the credentials'
+        and driverOptions' keywords) does not; ``key`` is the driver's first argument (never to be logged)."""
+        return {}
+
+    def prepare_driver(self, driver: Any) -> None:
+        """Adjust a newly built driver (once per driver)."""
+        return None
+
+    def resolve_args(self, driver: Any, extra: dict[str, Any], provider: str) -> dict[str, Any]:
+        """extraCreateArgs as the driver takes them: what the user gives by id or name (subnets, security
+        groups, networks, key pairs) looked up and turned into the driver's objects, and anything the driver
+        would drop or refuse refused here, by name. Returns a new dict; may call the cloud."""
+        return dict(extra)
+
+    def size_as_is(self, driver: Any, wanted: str) -> Any | None:
+        """A size the driver does not list but the cloud may have (``wanted`` used as its id), or None."""
+        return None
 
     def list_kwargs(self, cluster: str) -> dict[str, Any]:
         """Keyword arguments of list_nodes: where possible, filter on our cluster server-side."""
@@ -192,3 +215,50 @@ def string_dict(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
         return {}
     return {str(k): str(v) for k, v in value.items() if v is not None}
+
+
+def invalid_argument(provider: str, message: str) -> ProviderError:
+    """An extraCreateArgs value the driver cannot take, said in ``message``."""
+    return ProviderError(
+        f"{provider}: extraCreateArgs {message}",
+        error_class=ErrorClass.INVALID_CONFIGURATION,
+        code="INVALID_CREATE_ARGUMENT",
+    )
+
+
+def references(value: Any, *, provider: str, argument: str) -> list[str]:
+    """The ids or names in an extraCreateArgs value that names cloud resources: one, or a list, each a string
+    or ``{id: ...}`` or ``{name: ...}``."""
+    items = value if isinstance(value, list) else [value]
+    found = []
+    for given in items:
+        item = next(iter(given.values())) if isinstance(given, dict) and len(given) == 1 else given
+        if isinstance(given, dict) and not set(given) <= {"id", "name"}:
+            item = None
+        if not isinstance(item, str | int) or isinstance(item, bool) or str(item) == "":
+            raise invalid_argument(
+                provider, f"{argument} must name each resource by an id or name, or as {{id: ...}} or {{name: ...}}"
+            )
+        found.append(str(item))
+    return found
+
+
+def look_up(items: list[Any], wanted: list[str], *, provider: str, what: str, hint: str) -> list[Any]:
+    """The item of ``items`` each of ``wanted`` names (by id, else by name: see :func:`pick`), in order."""
+    resolved = []
+    for one in wanted:
+        item = pick(items, one, provider=provider, what=what)
+        if item is None:
+            raise not_found(provider, what, one, hint)
+        resolved.append(item)
+    return resolved
+
+
+def listed(call: Callable[[], Any]) -> list[Any]:
+    """What a listing call returns; nothing where the cloud answers that the ids asked for do not exist."""
+    try:
+        return list(call() or [])
+    except Exception as error:
+        if is_not_found(error):
+            return []
+        raise

@@ -184,7 +184,7 @@ def not_found(provider: str, what: str, wanted: str, hint: str) -> ProviderError
     return ProviderError(
         f"{provider}: {what} {wanted!r} not found: {hint}",
         error_class=ErrorClass.INVALID_CONFIGURATION,
-        code=f"{what.upper()}_NOT_FOUND",
+        code=f"{what.upper().replace(' ', '_')}_NOT_FOUND",
     )
 
 

@@ -1,10 +1,20 @@
 """GCE: labels (``ex_labels``; values sanitised to GCE's ``[a-z0-9_-]{0,63}``, ``.`` becoming ``_``) for people
 and the console, and the exact values again as instance metadata (``ex_metadata``, next to ``user-data``); read
-back from the metadata, falling back to the labels (cut at 63 characters: see the package's docstring)."""
+back from the metadata, falling back to the labels (cut at 63 characters: see the package's docstring).
+
+The driver caches its OAuth2 token in a file, by default under ``~``, and says nothing when it cannot write there
+(a read-only root filesystem): every driver would then fetch a token of its own. kube-node points the cache at a
+directory of its own under the temporary directory (``TMPDIR``; the chart mounts one at ``/tmp``), readable by
+this user only, unless driverOptions set ``credential_file``."""
 
 from __future__ import annotations
 
+import hashlib
 import re
+import tempfile
+import threading
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from .._machine import TAG_CLUSTER, ErrorClass, MachineSpec, ProviderError
@@ -22,6 +32,12 @@ class GceDialect(Dialect):
 
     def list_kwargs(self, cluster: str) -> dict[str, Any]:
         return {"ex_zone": "all"}
+
+    def driver_defaults(self, key: str | None, given: Mapping[str, Any]) -> dict[str, Any]:
+        # One file per account and project (the name is a digest: key may be anything), shared by the drivers
+        # of every thread, so that they share one token.
+        digest = hashlib.sha256(f"{key}\0{given.get('project', '')}".encode()).hexdigest()[:16]
+        return {"credential_file": str(token_cache_dir() / f"token-{digest}.json")}
 
     def _label(self, value: str) -> str:
         return self._LABEL.sub("-", value.lower().replace(".", "_"))[: self._MAX]
@@ -99,3 +115,16 @@ def _gce_metadata(value: Any) -> dict[str, str]:
         error_class=ErrorClass.INVALID_CONFIGURATION,
         code="INVALID_CREATE_ARGUMENT",
     )
+
+
+_CACHE_DIRS: dict[str, Path] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def token_cache_dir() -> Path:
+    """This process's directory for GCE's token cache: made once (mode 0700) in the temporary directory."""
+    base = tempfile.gettempdir()
+    with _CACHE_LOCK:
+        if base not in _CACHE_DIRS:
+            _CACHE_DIRS[base] = Path(tempfile.mkdtemp(prefix="kube-node-gce-auth-", dir=base))
+        return _CACHE_DIRS[base]

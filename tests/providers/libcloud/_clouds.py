@@ -18,7 +18,7 @@ import sys
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -124,6 +124,30 @@ class Ec2Api(ec2_tests.EC2MockHttp):  # type: ignore[misc]
         _, xml, response_headers, reason = super()._DescribeInstances(method, url, body, headers)
         ours = "".join(self._reservation(instance_id, params) for instance_id, params in self.cloud.machines.items())
         return 200, xml.replace("</reservationSet>", ours + "</reservationSet>"), response_headers, reason
+
+    #: the instance types this EC2 has beyond those libcloud's size table knows
+    NEWER_TYPES: ClassVar[frozenset[str]] = frozenset({"m8i.large"})
+
+    def _DescribeInstanceTypes(self, method: str, url: str, body: str, headers: dict[str, str]) -> Any:  # noqa: N802
+        params = _query(url)
+        self.cloud.requests.append((method, "DescribeInstanceTypes", params))
+        wanted = params["InstanceType.1"]
+        if wanted not in self.NEWER_TYPES:
+            error = (
+                "<Response><Errors><Error><Code>InvalidInstanceType</Code><Message>The following supplied instance "
+                f"types do not exist: [{wanted}]</Message></Error></Errors><RequestID>r-2</RequestID></Response>"
+            )
+            return 400, error, {}, _status(400)
+        answer = (
+            '<DescribeInstanceTypesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>r-3'
+            f"</requestId><instanceTypeSet><item><instanceType>{wanted}</instanceType><vCpuInfo><defaultVCpus>2"
+            "</defaultVCpus></vCpuInfo></item></instanceTypeSet></DescribeInstanceTypesResponse>"
+        )
+        return 200, answer, {}, _status(200)
+
+    def _DescribeSubnets(self, method: str, url: str, body: str, headers: dict[str, str]) -> Any:  # noqa: N802
+        self.cloud.requests.append((method, "DescribeSubnets", _query(url)))
+        return super()._DescribeSubnets(method, url, body, headers)
 
     def _TerminateInstances(self, method: str, url: str, body: str, headers: dict[str, str]) -> Any:  # noqa: N802
         params = _query(url)
@@ -251,6 +275,47 @@ class OpenStackApi(openstack_tests.OpenStack_2_0_MockHttp):  # type: ignore[misc
         for name in self._OURS:  # the base class binds its own handlers per instance; use ours
             self.__dict__.pop(name, None)
 
+    #: names given to the images of libcloud's glance fixture (all "hypernode"), by id
+    image_names: ClassVar[dict[str, str]] = {}
+
+    def _v2_1337_v2_images(self, method: str, url: str, body: str, headers: dict[str, str]) -> Any:
+        status, text, response_headers, reason = super()._v2_1337_v2_images(method, url, body, headers)
+        listing = json.loads(text)
+        for image in listing["images"]:
+            image["name"] = self.image_names.get(image["id"], image["name"])
+        return status, json.dumps(listing), response_headers, reason
+
+    #: the key pairs this project has (GET os-keypairs/<name>)
+    key_pairs: ClassVar[frozenset[str]] = frozenset({"kube-node"})
+
+    def _get_method_name(self, type: Any, use_param: Any, qs: Any, path: str) -> str:
+        if path.startswith("/v2/1337/os-keypairs/"):
+            return "_key_pair"
+        return str(super()._get_method_name(type, use_param, qs, path))
+
+    def _key_pair(self, method: str, url: str, body: str, headers: dict[str, str]) -> Any:
+        assert method == "GET"
+        name = urlparse(url).path.rsplit("/", 1)[1]
+        self.cloud.requests.append((method, "os-keypairs", name))
+        fixtures = openstack_tests.ComputeFileFixtures("openstack_v1_1")
+        if name not in self.key_pairs:
+            return 404, fixtures.load("_os_keypairs_not_found.json"), JSON, _status(404)
+        key_pair = json.loads(fixtures.load("_os_keypairs_get_one.json"))
+        key_pair["keypair"]["name"] = name
+        return 200, json.dumps(key_pair), JSON, _status(200)
+
+    def _v3_auth_tokens(self, method: str, url: str, body: str, headers: dict[str, str]) -> Any:
+        """Keystone v3 password auth (what the doc's example uses): always granted, the request recorded."""
+        assert method == "POST"
+        self.cloud.requests.append((method, "auth/tokens", json.loads(body)))
+        # libcloud's v3 token, its catalog naming each service as keystone does, for this fake's project (1337).
+        granted = json.loads(openstack_tests.ComputeFileFixtures("openstack").load("_v3__auth.json"))
+        names = {"compute": "nova", "image": "glance", "network": "neutron", "volumev2": "cinderv2"}
+        for service in granted["token"]["catalog"]:
+            service.setdefault("name", names.get(service["type"], service["type"]))
+        text = json.dumps(granted).replace("9c4693dce56b493b9b83197d900f7fba", "1337")
+        return 201, text, {**JSON, "x-subject-token": "00000000000000000000000000000000"}, _status(201)
+
     def _v2_1337_servers(self, method: str, url: str, body: str, headers: dict[str, str]) -> Any:
         assert method == "POST"
         request = json.loads(body)["server"]
@@ -283,6 +348,29 @@ class OpenStackApi(openstack_tests.OpenStack_2_0_MockHttp):  # type: ignore[misc
         server.update(name=request["name"], metadata=request["metadata"], status="ACTIVE")
         server["addresses"] = {"private": [{"addr": "10.0.0.12", "version": 4}]}
         return server
+
+
+class Renaming:
+    """A fake cloud that has the resources a doc example names: libcloud's fixtures, with their ids and names
+    replaced by the example's. ``responses`` maps a fixture's string to the example's in every response body;
+    ``paths`` maps the example's string to the fixture's in request paths, for the fakes whose handlers are
+    found by path (GCE's). Mixed in before a fake's class."""
+
+    responses: ClassVar[dict[str, str]] = {}
+    paths: ClassVar[dict[str, str]] = {}
+
+    def _get_request(self, method: str, url: str, body: Any = None, headers: Any = None) -> Any:
+        parsed = urlparse(url)
+        path = parsed.path
+        for theirs, fixture in self.paths.items():
+            path = path.replace(theirs, fixture)
+        status, text, response_headers, reason = super()._get_request(  # type: ignore[misc]
+            method, parsed._replace(path=path).geturl(), body, headers
+        )
+        if isinstance(text, str):
+            for fixture, theirs in self.responses.items():
+                text = text.replace(fixture, theirs)
+        return status, text, response_headers, reason
 
 
 # -- one harness per provider ------------------------------------------------------------------------------
@@ -320,11 +408,15 @@ def maker(provider: str, credentials: dict[str, str], **defaults: Any) -> Callab
     return make
 
 
-def fake(monkeypatch: pytest.MonkeyPatch, base: type, *connection_classes: Any) -> FakeCloud:
+def fake(
+    monkeypatch: pytest.MonkeyPatch, base: type, *connection_classes: Any, renames: dict[str, Any] | None = None
+) -> FakeCloud:
     """A fresh fake for one test: a subclass of ``base`` with its own state, installed as the connection
-    class of each of ``connection_classes`` the way libcloud's tests do, and put back after the test."""
+    class of each of ``connection_classes`` the way libcloud's tests do, and put back after the test. With
+    ``renames`` (the class attributes of :class:`Renaming`), it has the resources a doc example names."""
     cloud = FakeCloud()
-    api = type(base.__name__, (base,), {"cloud": cloud, "__test__": False})
+    bases = (Renaming, base) if renames is not None else (base,)
+    api = type(base.__name__, bases, {"cloud": cloud, "__test__": False, **(renames or {})})
     for connection_class in connection_classes:
         monkeypatch.setattr(connection_class, "conn_class", api)
     return cloud

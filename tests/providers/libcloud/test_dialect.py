@@ -95,3 +95,17 @@ def test_extra_create_args_that_set_the_user_data_keyword_conflict() -> None:
 
     assert raised.value.code == "CONFLICTING_CREATE_ARGUMENT"
     assert driver.created == []
+
+
+def test_the_crd_allows_exactly_the_non_ex_create_arguments_the_dialects_let_through() -> None:
+    import re
+
+    from nodeset_controller.api import crd_manifests
+    from nodeset_controller.providers.libcloud._adapter import _DIALECTS
+
+    crd = crd_manifests()[0]
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    pattern = spec["extraCreateArgs"]["items"]["properties"]["name"]["pattern"]
+    match = re.fullmatch(r"\^\(ex_\[A-Za-z0-9_\]\+\|([a-z_|]+)\)\$", pattern)
+    assert match is not None, pattern
+    assert set(match.group(1).split("|")) == set().union(*(d.create_args for d in _DIALECTS.values()))

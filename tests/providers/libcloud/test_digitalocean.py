@@ -3,8 +3,11 @@ _clouds.py)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from nodeset_controller.api import ExtraArgument
 from nodeset_controller.providers import TAG_CLUSTER, TAG_NODE, TAG_NODECLASS, ErrorClass, ProviderError
 
 from ._clouds import CLUSTER, MACHINE, SPEC, DigitalOceanApi, Harness
@@ -43,3 +46,34 @@ def test_digitalocean_rejected_token_is_invalid_credentials(digitalocean: Harnes
     assert raised.value.code == "INVALID_CREDENTIALS"
     assert not raised.value.retryable
     assert "Unable to authenticate you" in str(raised.value)
+
+
+# -- nothing in ex_create_attr is dropped without a word ----------------------------------------------------------
+
+
+def test_droplet_attributes_libcloud_does_not_list_are_sent(digitalocean: Harness) -> None:
+    attrs = {"vpc_uuid": "5a4981aa-9653-4bd1-bef5-d6bff52042e4", "monitoring": True, "ssh_keys": [12345678]}
+    digitalocean.make(extra_create_args=[ExtraArgument("ex_create_attr", attrs)]).create(SPEC)
+
+    [droplet] = digitalocean.cloud.sent("droplets")
+    assert {key: droplet[key] for key in attrs} == attrs
+
+
+@pytest.mark.parametrize(
+    ("attrs", "code", "named"),
+    [
+        ({"vpc_id": "x"}, "INVALID_CREATE_ARGUMENT", "'vpc_id'"),  # a misspelt vpc_uuid: once silently dropped
+        ({"region": "ams3"}, "CONFLICTING_CREATE_ARGUMENT", "ex_create_attr['region']"),
+        ({"user_data": "#!/bin/sh"}, "CONFLICTING_CREATE_ARGUMENT", "userData"),
+    ],
+)
+def test_an_ex_create_attr_key_the_driver_would_not_send_is_refused(
+    digitalocean: Harness, attrs: dict[str, Any], code: str, named: str
+) -> None:
+    with pytest.raises(ProviderError) as raised:
+        digitalocean.make(extra_create_args=[ExtraArgument("ex_create_attr", attrs)]).validate()
+
+    assert raised.value.code == code
+    assert raised.value.error_class is ErrorClass.INVALID_CONFIGURATION
+    assert named in str(raised.value)
+    assert digitalocean.cloud.sent("droplets") == []

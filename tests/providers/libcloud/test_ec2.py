@@ -7,10 +7,11 @@ import types
 
 import pytest
 
-from nodeset_controller.providers import TAG_CLUSTER, MachineState, QuotaExceededError
+from nodeset_controller.api import ExtraArgument
+from nodeset_controller.providers import TAG_CLUSTER, ErrorClass, MachineState, ProviderError, QuotaExceededError
 from nodeset_controller.providers.libcloud import LibcloudProvider
 
-from ._clouds import CLUSTER, MACHINE, OUR_TAGS, SPEC, Harness, nodeclass_for
+from ._clouds import CLUSTER, MACHINE, OUR_TAGS, SPEC, Ec2Api, Harness, nodeclass_for
 
 
 def test_ec2_create_sends_size_image_zone_user_data_and_tags(ec2: Harness) -> None:
@@ -75,3 +76,91 @@ def test_an_ec2_instance_stopped_on_its_own_is_failed_not_pending() -> None:
 
 def test_validate_on_ec2_names_what_it_resolved(ec2: Harness) -> None:
     assert ec2.provider.validate() == "size m5.large, image Test Image (ami-57ba933a), location eu-west-1a (0)"
+
+
+# -- what extraCreateArgs name, and sizes libcloud does not know, resolved before the create -------------------
+
+
+def test_an_instance_type_newer_than_libclouds_table_is_used_by_its_name(ec2: Harness) -> None:
+    from libcloud.compute.constants.ec2_instance_types import INSTANCE_TYPES
+
+    assert "m8i.large" not in INSTANCE_TYPES  # libcloud 3.9's table predates it
+    provider = ec2.make(size="m8i.large")
+
+    assert provider.validate().startswith("size m8i.large, image ")
+    provider.create(SPEC)
+
+    [run] = ec2.cloud.sent("RunInstances")
+    assert run["InstanceType"] == "m8i.large"
+    [asked] = ec2.cloud.sent("DescribeInstanceTypes")  # once per thread: validate's lookup is kept for creates
+    assert asked["InstanceType.1"] == "m8i.large"
+
+
+@pytest.mark.parametrize("size", ["m9.huge", "large"])
+def test_a_size_neither_libcloud_nor_ec2_knows_is_not_found(ec2: Harness, size: str) -> None:
+    with pytest.raises(ProviderError) as raised:
+        ec2.make(size=size).validate()
+
+    assert raised.value.code == "SIZE_NOT_FOUND"
+    assert f"'{size}'" in str(raised.value)
+
+
+def test_ec2_subnet_by_name_tag_and_security_groups_by_name(ec2: Harness) -> None:
+    # describe_subnets.xml: subnet-ce0e7ce5 is tagged Name=Test Subnet 1; describe_security_groups.xml has
+    # sg-443d0a12 called WebServers.
+    provider = ec2.make(
+        extra_create_args=[
+            ExtraArgument("ex_subnet", "Test Subnet 1"),
+            ExtraArgument("ex_security_group_ids", ["WebServers", {"id": "sg-5ff8a023"}]),
+        ]
+    )
+
+    provider.create(SPEC)
+
+    [run] = ec2.cloud.sent("RunInstances")
+    assert run["SubnetId"] == "subnet-ce0e7ce5"
+    assert (run["SecurityGroupId.1"], run["SecurityGroupId.2"]) == ("sg-443d0a12", "sg-5ff8a023")
+    [by_name] = ec2.cloud.sent("DescribeSubnets")
+    assert (by_name["Filter.1.Name"], by_name["Filter.1.Value.1"]) == ("tag:Name", "Test Subnet 1")
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "named"),
+    [
+        ([ExtraArgument("ex_subnet", "subnet-00000000")], "SUBNET_NOT_FOUND", "'subnet-00000000'"),
+        (
+            [ExtraArgument("ex_subnet", "subnet-ce0e7ce5"), ExtraArgument("ex_security_group_ids", ["nope"])],
+            "SECURITY_GROUP_NOT_FOUND",
+            "'nope'",
+        ),
+        ([ExtraArgument("ex_security_group_ids", ["sg-443d0a12"])], "INVALID_CREATE_ARGUMENT", "without ex_subnet"),
+        ([ExtraArgument("ex_subnet", {"cidr": "10.0.0.0/24"})], "INVALID_CREATE_ARGUMENT", "ex_subnet must name"),
+    ],
+)
+def test_what_extra_create_args_name_must_exist_before_anything_is_created(
+    ec2: Harness, args: list[ExtraArgument], code: str, named: str
+) -> None:
+    with pytest.raises(ProviderError) as raised:
+        ec2.make(extra_create_args=args).validate()
+
+    assert raised.value.code == code
+    assert raised.value.error_class is ErrorClass.INVALID_CONFIGURATION
+    assert named in str(raised.value)
+    assert ec2.cloud.sent("RunInstances") == []
+
+
+def test_a_missing_ec2_key_pair_is_named_before_anything_is_created(
+    ec2: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from libcloud.compute.drivers.ec2 import EC2NodeDriver
+
+    missing = Ec2Api.fixtures.load("describe_key_pairs_doesnt_exist.xml")
+    api = EC2NodeDriver.connectionCls.conn_class
+    monkeypatch.setattr(api, "_DescribeKeyPairs", lambda self, *a: (400, missing, {}, "Bad Request"), raising=False)
+
+    with pytest.raises(ProviderError) as raised:
+        ec2.provider.create(SPEC)
+
+    assert raised.value.code == "KEY_PAIR_NOT_FOUND"
+    assert "'kube-node'" in str(raised.value)
+    assert ec2.cloud.sent("RunInstances") == []
