@@ -16,7 +16,7 @@ from ._node_controller import NodeController, NodeControllerSettings, Phase
 from ._nodeclass_controller import NodeClassController, NodeClassControllerSettings
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
 from ._pending_pods import EXPANDERS, PendingPodAutoscaler, PendingPodAutoscalerSettings
-from ._scale_down import Failure, choose_victims, failure_of, is_failed, is_ready, machine_gone, remediation_budget
+from .removal import Failure, choose_victims, failure_of, is_failed, is_ready, machine_gone, remediation_budget
 
 __all__ = [
     "EXPANDERS",

@@ -58,13 +58,9 @@ from ..kube import (
     NotLeaderError,
     ObjectReference,
     PodRecord,
-    Resource,
     nodeset_members,
 )
-from ._drain import must_leave
-from ._scale_down import is_failed, is_ready
 from ._scheduling import (
-    LabelSelector,
     NodeShape,
     PendingPod,
     bound_pod_entry,
@@ -72,6 +68,7 @@ from ._scheduling import (
     resource_misfit,
     static_misfit,
 )
+from .removal import disruptions_allowed, is_failed, is_ready, must_leave
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +79,6 @@ LIMITED = "ScalingLimited"
 #: The reason (of that condition and of a Warning Event) when the NodeSet's class has a capacity no Node could
 #: have: that NodeSet is left alone, and every other one keeps scaling.
 INVALID_NODECLASS = "InvalidNodeClass"
-PDBS = Resource("policy", "v1", "poddisruptionbudgets", namespaced=True)
 EXPANDERS = ("least-waste", "priority", "price")
 #: least-waste treats options whose waste is this close to the least as equally good, and then prefers fewer Nodes.
 WASTE_TOLERANCE = 0.5
@@ -569,18 +565,7 @@ class PendingPodAutoscaler:
             if target is None:
                 return False
             target.place(moving)
-        return self._budgets_allow(pods)
-
-    def _budgets_allow(self, pods: list[PodRecord]) -> bool:
-        """Whether every PodDisruptionBudget that covers one of ``pods`` allows a disruption now."""
-        for namespace in {p.namespace for p in pods}:
-            budgets = self._client.list(PDBS, namespace)["items"]
-            for budget in budgets:
-                selector = LabelSelector.from_json(budget.get("spec", {}).get("selector"))
-                covered = [p for p in pods if p.namespace == namespace and selector.matches(p.labels)]
-                if covered and int((budget.get("status") or {}).get("disruptionsAllowed", 0)) < len(covered):
-                    return False
-        return True
+        return disruptions_allowed(self._client, pods)
 
     # -- status ------------------------------------------------------------------------------------------
 
