@@ -11,11 +11,12 @@
 - ``_expectations``: writes a controller has made that its cache has not shown it yet.
 """
 
+from ._expanders import EXPANDERS
 from ._manager import Manager, ManagerSettings
 from ._node_controller import NodeController, NodeControllerSettings, Phase
 from ._nodeclass_controller import NodeClassController, NodeClassControllerSettings
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
-from ._pending_pods import EXPANDERS, PendingPodAutoscaler, PendingPodAutoscalerSettings
+from ._pending_pods import PendingPodAutoscaler, PendingPodAutoscalerSettings
 from .removal import Failure, choose_victims, failure_of, is_failed, is_ready, machine_gone, remediation_budget
 
 __all__ = [
