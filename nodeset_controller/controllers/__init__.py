@@ -2,12 +2,19 @@
 
 - ``_manager``: the Manager, which wires one process's caches, machine providers and controllers;
 - ``_node_controller``: the NodeController: a Node naming a NodeClass gets a machine, and loses it before it goes;
+- ``_orphans``: orphan collection: machines no Node owns, and a Node's second machine, are destroyed;
+- ``_join``: the bootstrap tokens a machine's user-data joins with;
+- ``_serving_csrs``: approving the kubelets' serving certificates;
 - ``_nodeset_controller``: the NodeSetController: a NodeSet keeps ``replicas`` Nodes of its NodeClass;
+- ``removal``: removing a Node, from why it goes to its machine destroyed (its docstring walks the path):
+  ``_victims`` (which Nodes go, which count as failed), ``_budget`` (maxUnhealthy, PodDisruptionBudgets),
+  ``_drain`` (evicting a Node's pods), ``_remove`` (cordon, drain, delete);
 - ``_nodeclass_controller``: the NodeClassController: in-use protection and status of NodeClasses;
-- ``_pending_pods``: the pending-pod autoscaler: NodeSets in ``KubeNode`` mode grow from unschedulable pods;
+- ``_pending_pods``: the pending-pod autoscaler: NodeSets in ``KubeNode`` mode grow from unschedulable pods, a
+  round at a time, one module a step: ``_scale_up`` (room first, simulate, raise, explain), ``_expanders``
+  (which NodeSet gets the new Nodes), ``_consolidation`` (empty and underused Nodes go), ``_autoscaling``
+  (what they share: the settings, the view of a NodeSet);
 - ``_scheduling``: the scheduler's predicates and the bin-packing that the pending-pod autoscaler simulates;
-- ``_scale_down``: which Nodes of a NodeSet go first, which count as failed, how many may be replaced;
-- ``_drain``: cordoning a Node and evicting its pods through the Eviction API before it is removed;
 - ``_expectations``: writes a controller has made that its cache has not shown it yet.
 """
 
