@@ -21,7 +21,7 @@ from typing import Any
 from _harness import cluster_autoscaler, control_plane, kube_node, peak_rss_mib
 
 from nodeset_controller.api import LABEL_NODESET
-from nodeset_controller.controllers._scale_down import is_ready
+from nodeset_controller.controllers import is_ready
 from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient, NodeRecord, Resource
 
 PODS = Resource("", "v1", "pods", namespaced=True)

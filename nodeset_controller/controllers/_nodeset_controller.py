@@ -7,9 +7,9 @@ Level-triggered, per NodeSet:
   machine finalizer, the providerID and the startup taint); the NodeController then gives each a machine.
   Creation starts slowly (1, 2, 4, ... at once) and stops at the first error, as the ReplicaSet controller's
   does, so a broken API or quota is not hammered.
-- **scale down** by choosing victims (see ``_scale_down``), cordoning them and draining them through the
-  Eviction API (see ``_drain``), then deleting them; a drain that outlasts ``drain.timeoutSeconds`` ends
-  with a DrainTimeout Event and the Node is deleted anyway.
+- **scale down** by choosing victims, cordoning them and draining them through the Eviction API, then
+  deleting them; a drain that outlasts ``drain.timeoutSeconds`` ends with a DrainTimeout Event and the Node
+  is deleted anyway (the ``removal`` package: why a Node goes, the budget, cordon, drain, delete).
 - **replace** Nodes whose machine failed, at most ``replacement.maxInFlight`` at a time and with a growing
   pause while replacements keep failing, so a broken cloud cannot make the set churn (not in
   ClusterAutoscaler mode: there the autoscaler sees the failures and deletes them itself, and failed
@@ -53,12 +53,9 @@ from ..api import (
     node_labels,
     node_taints,
     nodeset_selector,
-    now_rfc3339,
-    parse_time,
     provider_id,
     requested_nodes,
 )
-from ..failpoints import MID_DRAIN, failpoint
 from ..kube import (
     NODES,
     NODESETS,
@@ -78,18 +75,8 @@ from ..kube import (
     labelled,
     run_workers,
 )
-from ._drain import Drainer
 from ._expectations import Expectations
-from ._scale_down import (
-    Failure,
-    RemediationBudget,
-    choose_victims,
-    failure_of,
-    is_ready,
-    looks_unhealthy,
-    machine_gone,
-    remediation_budget,
-)
+from .removal import Failure, NodeRemover, RemediationBudget, choose_victims, is_ready, removable_failures
 
 log = logging.getLogger(__name__)
 
@@ -155,14 +142,13 @@ class NodeSetController:
         self.settings = settings or NodeSetControllerSettings()
         self.queue = WorkQueue("nodeset-controller")
         self.expectations = Expectations()
-        self._drainer = Drainer(client, pods)
+        self._remover = NodeRemover(client, pods, self.expectations, recorder, requeue=self.queue.add_after)
         self._create_pool = concurrent.futures.ThreadPoolExecutor(
             self.settings.create_parallelism, thread_name_prefix="nodeset-create"
         )
         self._lock = threading.Lock()
         self._replace_after: dict[str, tuple[float, float]] = {}  # set -> (not before, next pause)
         self._create_errors: dict[str, str] = {}  # set -> last error creating a Node
-        self._blocked_reported: dict[str, str] = {}  # node -> last eviction refusal reported
         self._stop: threading.Event | None = None
         self._held: set[str] = set()  # sets whose failed Nodes are held back (more than maxUnhealthy)
         self._foreign_reported: set[str] = set()  # uids of foreign Nodes already reported
@@ -236,7 +222,7 @@ class NodeSetController:
         uid = nodeset.metadata.uid or ""
         stale = [n for n in labelled_nodes if n.owner_uid and n.owner_uid != uid and not n.deleting]
         for node in stale:  # left by an earlier NodeSet of the same name, which is gone: names are unique
-            self._delete_node(nodeset, node, "its NodeSet, an earlier one of the same name, no longer exists")
+            self._remover.delete(nodeset, node, "its NodeSet, an earlier one of the same name, no longer exists")
         self._report_foreign(nodeset, [n for n in labelled_nodes if is_foreign(n)])
         members = [n for n in labelled_nodes if is_member(n, nodeset)]
         pending_deletions = self.expectations.pending_deletions(name)
@@ -247,18 +233,11 @@ class NodeSetController:
 
         requeue: float | None = None
         for node in leaving:
-            if self._continue_removal(nodeset, node, now):
+            if self._remover.step(nodeset, node, now):
                 requeue = _DRAIN_POLL
-        failures = {n.name: f for n in active if (f := failure_of(n, now, nodeset.spec)) is not None}
         in_flight = sum(1 for n in members if n.annotations.get(ANNOTATION_REMOVAL_REASON) == "Replace")
-        # A Node whose creation was refused has no machine to lose, so it is outside the cap; every other
-        # failure may be the observer's (a cloud API that lists nothing, a control plane that marks all Unknown).
-        refused = {name for name, f in failures.items() if f.reason == "CreationRefused"}
-        looking = [n for n in active if n.name not in refused and looks_unhealthy(n, now, nodeset.spec)]
-        budget = remediation_budget(nodeset.spec, len(looking) + in_flight, len(active) + in_flight)
+        failures, budget = removable_failures(nodeset.spec, active, in_flight, now)
         self._report_budget(nodeset, budget)
-        if not budget.allowed:
-            failures = {name: f for name, f in failures.items() if name in refused}
         replacing = in_flight
         requested = requested_nodes(nodeset)
         if failures:
@@ -276,7 +255,7 @@ class NodeSetController:
         # replicas back, and a rise since (an IncreaseSize, a kubectl scale) asks for new Nodes, not for these
         # to stay (they would stay forever, reported as deleting, with no new Node made for the rise).
         for node in (n for n in active if n.name in requested):
-            self._start_removal(nodeset, node, "ScaleDown", "the cluster-autoscaler asked for this Node by name")
+            self._remover.start(nodeset, node, "ScaleDown", "the cluster-autoscaler asked for this Node by name")
             requeue = _DRAIN_POLL
         active = [n for n in active if n.name not in requested]
 
@@ -289,7 +268,7 @@ class NodeSetController:
             excess = current - desired
             victims = choose_victims(active, min(excess, len(active)), nodeset.spec, now=now, requested=requested)
             for node in victims:
-                self._start_removal(nodeset, node, "ScaleDown", "the NodeSet is scaling down")
+                self._remover.start(nodeset, node, "ScaleDown", "the NodeSet is scaling down")
                 requeue = _DRAIN_POLL
             active = [n for n in active if n not in victims]
         self._write_status(
@@ -467,7 +446,7 @@ class NodeSetController:
         chosen: list[NodeRecord] = []
         for node in [n for n in active if n.name in failures][:budget]:
             failure = failures[node.name]
-            if self._start_removal(nodeset, node, "Replace", f"replacing it: {failure.message}"):
+            if self._remover.start(nodeset, node, "Replace", f"replacing it: {failure.message}"):
                 chosen.append(node)
                 self._event_nodeset(
                     nodeset,
@@ -514,73 +493,6 @@ class NodeSetController:
                 f"removing {removed} failed Nodes and lowering replicas with them: {reasons}",
             )
 
-    def _start_removal(self, nodeset: NodeSet, node: NodeRecord, reason: str, why: str) -> bool:
-        """Start removing ``node`` for ``reason`` (ScaleDown or Replace): cordon it, mark it as leaving and
-        drain it (the next steps are :meth:`_continue_removal`'s), or, with no machine behind it or no drain
-        configured, delete it at once. False if the Node changed meanwhile (it is looked at again)."""
-        drain = nodeset.spec.drain.timeout_seconds > 0 and not machine_gone(node)
-        if not drain and reason == "ScaleDown":
-            self._delete_node(nodeset, node, why)  # nothing to drain: no cordon needed either
-            return True
-        patch: dict[str, Any] = {
-            "metadata": {
-                "resourceVersion": node.resource_version,
-                "annotations": {ANNOTATION_DRAIN_STARTED: now_rfc3339(micro=True), ANNOTATION_REMOVAL_REASON: reason},
-            },
-            "spec": {"unschedulable": True},
-        }
-        try:
-            self._client.patch(NODES, node.name, patch)
-        except ApiError as error:
-            if error.not_found or error.conflict:
-                self.queue.add_after(nodeset.metadata.name, 0.05)
-                return False
-            raise
-        if drain:
-            self._event_node(
-                node,
-                "Normal",
-                "DrainStarted",
-                f"NodeSet {nodeset.metadata.name}: {why}; cordoned; evicting pods "
-                f"(timeout {nodeset.spec.drain.timeout_seconds} s)",
-            )
-        else:
-            self._delete_node(nodeset, node, f"{why}; no machine runs behind it, so there is nothing to drain")
-        return True
-
-    def _continue_removal(self, nodeset: NodeSet, node: NodeRecord, now: float) -> bool:
-        """One drain step for a leaving Node; deletes it once drained or timed out, or at once when no machine
-        runs behind it any more. True while it is draining."""
-        reason = node.annotations.get(ANNOTATION_REMOVAL_REASON, "ScaleDown")
-        what = "replacement of a failed Node" if reason == "Replace" else "scale-down"
-        timeout = nodeset.spec.drain.timeout_seconds
-        if timeout <= 0 or machine_gone(node):
-            self._delete_node(nodeset, node, what)
-            return False
-        started = parse_time(node.annotations.get(ANNOTATION_DRAIN_STARTED)) or now
-        step = self._drainer.step(node, nodeset.spec.drain.pod_grace_period_seconds)
-        failpoint(MID_DRAIN)
-        if step.done:
-            self._event_node(node, "Normal", "Drained", "all pods evicted; deleting the Node")
-            self._delete_node(nodeset, node, what)
-            return False
-        if now - started >= timeout:
-            self._event_node(
-                node,
-                "Warning",
-                "DrainTimeout",
-                f"drain did not finish within {timeout} s ({len(step.remaining)} pods left: "
-                f"{', '.join(sorted(step.remaining)[:5])}); deleting the Node anyway",
-            )
-            self._delete_node(nodeset, node, f"{what} after the drain timeout")
-            return False
-        if step.blocked:
-            summary = "; ".join(f"{pod}: {why}" for pod, why in sorted(step.blocked.items())[:3])
-            if self._blocked_reported.get(node.name) != summary:
-                self._blocked_reported[node.name] = summary
-                self._event_node(node, "Warning", "EvictionBlocked", summary)
-        return True
-
     def _report_budget(self, nodeset: NodeSet, budget: RemediationBudget) -> None:
         """A Warning Event when the set starts holding back its failed Nodes (the condition says it too)."""
         name = nodeset.metadata.name
@@ -610,25 +522,12 @@ class NodeSetController:
                 "never drained or removed by the set",
             )
 
-    def _delete_node(self, nodeset: NodeSet | None, node: NodeRecord, why: str) -> None:
-        owner = node.labels.get(LABEL_NODESET, "")
-        self.expectations.expect_deletion(owner, node.name)
-        try:
-            self._client.delete(NODES, node.name, preconditions={"uid": node.uid})
-        except ApiError as error:
-            if not (error.not_found or error.conflict):
-                self.expectations.observed(owner, node.name, present=False)
-                raise
-        self._blocked_reported.pop(node.name, None)
-        if nodeset is not None:
-            self._event_nodeset(nodeset, "Normal", "SuccessfulDelete", f"deleted Node {node.name} ({why})")
-
     def _delete_all(self, name: str, members: list[NodeRecord]) -> None:
         """The NodeSet is gone: its Nodes go too (their finalizers destroy the machines)."""
         for node in members:
             if not node.deleting:
                 log.info("NodeSet %s is gone: deleting its Node %s", name, node.name)
-                self._delete_node(None, node, "its NodeSet was deleted")
+                self._remover.delete(None, node, "its NodeSet was deleted")
         if not members:
             self.expectations.forget(name)
             with self._lock:

@@ -160,6 +160,39 @@ def fits_now(pod: PendingPod, node: NodeShape) -> bool:
     return True
 
 
+def pack(
+    pods: Iterable[PendingPod],
+    labels: Mapping[str, str],
+    taints: tuple[Taint, ...],
+    capacity: Mapping[str, int],
+    room: int,
+) -> tuple[list[NodeShape], list[PendingPod]]:
+    """First-fit decreasing of the pods that could run on a Node with ``labels``, ``taints`` and ``capacity`` into
+    at most ``room`` new such Nodes (``pods`` largest first): the new Nodes and the pods placed on them."""
+    new_nodes: list[NodeShape] = []
+    placed: list[PendingPod] = []
+    for pod in pods:
+        if static_misfit(pod, labels, taints) is not None:
+            continue
+        if resource_misfit(pod, capacity) is not None:
+            continue
+        for shape in new_nodes:
+            if fits_now(pod, shape):
+                shape.place(pod)
+                placed.append(pod)
+                break
+        else:
+            if len(new_nodes) >= room:
+                continue
+            shape = NodeShape(labels, taints, dict(capacity))
+            if not fits_now(pod, shape):
+                continue
+            shape.place(pod)
+            new_nodes.append(shape)
+            placed.append(pod)
+    return new_nodes, placed
+
+
 def anti_affinity_of(terms: Iterable[JSON], namespace: str) -> tuple[AntiAffinity, ...]:
     """Required hostname anti-affinity terms as AntiAffinity."""
     return tuple(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from ..kube import PODS, ApiError, Informer, KubeClient, NodeRecord, PodRecord
+from ...kube import PODS, ApiError, Informer, KubeClient, NodeRecord, PodRecord
 
 log = logging.getLogger(__name__)
 

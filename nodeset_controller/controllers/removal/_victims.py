@@ -1,28 +1,25 @@
-"""NodeSet scale-down and remediation: which Nodes go first, which count as failed, and how many may go.
+"""Why a Node goes, and in which order: which Nodes count as failed, and which of a NodeSet's go first.
 
 Victims are taken in this order, and within each group by the NodeSet's deletePolicy:
 
 1. Nodes asked for by name: listed in the NodeSet's ``kube-node.io/delete-requested-nodes`` (the autoscaler
-   gRPC server's DeleteNodes), or annotated ``kube-node.io/delete-requested`` (by a person);
+   gRPC server's DeleteNodes, the pending-pod autoscaler's empty and underused Nodes, failed instances given
+   back), or annotated ``kube-node.io/delete-requested`` (by a person);
 2. Nodes that failed (see :func:`failure_of`);
 3. Nodes that are not Ready;
 4. the rest: Oldest (created first), Newest (created last) or Random.
 
 Do no harm: a Node counts as failed only for a reason kube-node can show on it, never for a moment of
-NotReady or for an error reading the cloud, and :func:`remediation_budget` caps how many failed Nodes a set
-may remove at once. When more look failed than the cap, the fault is more likely in the observer (the
-control plane, the cloud's API, a deleted NodeClass) than in the fleet, so nothing is removed. The one
-exception is a Node whose machine was never made (its creation was refused): it has nothing to lose.
+NotReady or for an error reading the cloud; how many failed Nodes a set may remove at once is ``_budget``'s.
 """
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..api import (
+from ...api import (
     ANNOTATION_DELETE_REQUESTED,
     ANNOTATION_MACHINE_ERROR,
     ANNOTATION_MACHINE_ERROR_CLASS,
@@ -35,7 +32,7 @@ from ..api import (
     NodeSetSpec,
     parse_time,
 )
-from ..kube import NodeRecord
+from ...kube import NodeRecord
 
 #: Error classes after which a machine will not come by retrying the same create soon.
 _REFUSED_CLASSES = ("OutOfResources", "InvalidConfiguration")
@@ -137,42 +134,6 @@ def looks_unhealthy(node: NodeRecord, now: float, spec: NodeSetSpec) -> bool:
 def is_failed(node: NodeRecord, now: float, spec: NodeSetSpec) -> bool:
     """Whether :func:`failure_of` finds a reason."""
     return failure_of(node, now, spec) is not None
-
-
-def max_unhealthy(spec: NodeSetSpec, total: int) -> int:
-    """``healthCheck.maxUnhealthy`` for a set of ``total`` Nodes: a count, or a percentage rounded up."""
-    value = spec.health_check.max_unhealthy
-    if isinstance(value, int):
-        return value
-    percent = int(value.rstrip("%"))
-    return math.ceil(total * percent / 100)
-
-
-@dataclass(frozen=True)
-class RemediationBudget:
-    """Whether a NodeSet may remove its failed Nodes now, and the condition that says so."""
-
-    allowed: bool
-    failed: int
-    total: int
-    limit: int
-
-    @property
-    def message(self) -> str:
-        """The RemediationAllowed condition's message."""
-        if self.allowed:
-            return f"{self.failed} of {self.total} Nodes failed; up to {self.limit} may be removed or replaced at once"
-        return (
-            f"{self.failed} of {self.total} Nodes look failed or unhealthy, more than healthCheck.maxUnhealthy allows "
-            f"({self.limit}): removing none of them, since a fault this wide is more likely in the control "
-            "plane or the cloud's API than in the machines"
-        )
-
-
-def remediation_budget(spec: NodeSetSpec, failed: int, total: int) -> RemediationBudget:
-    """How many of ``failed`` (out of ``total``) Nodes may be removed for failure: all, or none."""
-    limit = max_unhealthy(spec, total)
-    return RemediationBudget(allowed=failed <= limit, failed=failed, total=total, limit=limit)
 
 
 def choose_victims(
