@@ -42,9 +42,19 @@ def test_a_token_that_expired_before_the_machine_booted_never_joins_and_the_fail
     nodeclass = local_nodeclass()
     shebang, rest = nodeclass["spec"]["userData"].split("\n", 1)
     # The machine boots slowly: its kubelet starts after its token (valid for the registration timeout) expired.
-    nodeclass["spec"]["userData"] = f"{shebang}\nsleep 14\n{rest}"
+    nodeclass["spec"]["userData"] = f"{shebang}\nsleep 12\n{rest}"
     kube.create(NODECLASSES, nodeclass)
-    kube.create(NODESETS, nodeset_manifest("late", 1, "local", replacement={"registrationTimeoutSeconds": 6}))
+    kube.create(
+        NODESETS,
+        nodeset_manifest(
+            "late",
+            1,
+            "local",
+            replacement={"registrationTimeoutSeconds": 5},
+            # No replacement, so that the machine lives on to try its expired token (and it is reported).
+            healthCheck={"maxUnhealthy": 0},
+        ),
+    )
     (first,) = eventually(lambda: members(kube, "late"), what="the Node")
     name = first["metadata"]["name"]
     machines = machines_of(local_manager)
@@ -60,15 +70,18 @@ def test_a_token_that_expired_before_the_machine_booted_never_joins_and_the_fail
 
     eventually(refused, timeout=60, what="the kubelet's bootstrap refused (its token expired)")
     assert not ready(kube.get(NODES, name)), "a kubelet with an expired token joined"
-    # kube-node reports it: the Node did not become Ready within the registration timeout, on the NodeSet.
-    eventually(
-        lambda: [e for e in events(kube, "ReplacingFailedNode") if name in e.get("message", "")],
-        timeout=30,
-        what="the NodeSet's Event replacing the Node that never registered",
-    )
-    status = kube.get(NODESETS, "late").get("status") or {}
-    conditions = {c["type"]: c for c in status.get("conditions") or []}
-    assert "ReplicaFailure" in conditions, conditions
+
+    # kube-node reports it on the NodeSet: the Node did not become Ready within the registration timeout, and
+    # it would replace it but for the cap.
+    def held() -> dict[str, Any] | None:
+        conditions = {c["type"]: c for c in (kube.get(NODESETS, "late").get("status") or {}).get("conditions") or []}
+        remediation = conditions.get("RemediationAllowed")
+        return conditions if remediation and remediation["status"] == "False" else None
+
+    conditions = eventually(held, timeout=30, what="the NodeSet saying it holds back the failed Node's replacement")
+    assert conditions["RemediationAllowed"]["reason"] == "TooManyUnhealthy", conditions
+    assert eventually(lambda: events(kube, "RemediationHeld"), what="the NodeSet's RemediationHeld Event")
+    assert [m.node_name for m in machines.machines()] == [name], "nothing was replaced past the cap"
 
 
 def test_a_kubelet_killed_by_hand_is_remediated_by_the_health_check_and_the_healthy_node_is_left_alone(
