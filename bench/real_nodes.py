@@ -29,7 +29,7 @@ from kube_node._dev import CLUSTER_ROLE_BINDINGS, bootstrap_bindings
 from kube_node._samples import SAMPLES_DIR
 from kube_node.controlplane import find_binaries
 from kube_node.controlplane._controlplane import SERVICE_CLUSTER_IP_RANGE
-from nodeset_controller.api import ANNOTATION_MACHINE_ID, TAINT_STARTUP
+from nodeset_controller.api import TAINT_STARTUP
 from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, PODS, KubeClient
 from nodeset_controller.providers import BUSYBOX_IMAGE, LocalMachines, install_runtime, is_root
 
@@ -52,17 +52,20 @@ def pod(node: str) -> dict[str, Any]:
     }
 
 
-def watch_up(client: KubeClient, count: int, start: float, timeout: float) -> dict[str, dict[str, float]]:
-    """First-seen times (seconds after ``start``) of each Node's creation, machine record, Ready and taint
-    removal, polled every 50 ms."""
+def watch_up(
+    client: KubeClient, machines: LocalMachines, count: int, start: float, timeout: float
+) -> dict[str, dict[str, float]]:
+    """Times (seconds after ``start``, wall clock) of each Node's creation, its machine's start (from the
+    machine's own record), Ready and the startup taint's removal, polled every 50 ms."""
     seen: dict[str, dict[str, float]] = {}
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        now = time.monotonic() - start
+        now = time.time() - start
+        started = {m.node_name: m.created_at - start for m in machines.machines()}
         for node in client.list(NODES, labelSelector="kube-node.io/nodeset=bench")["items"]:
             marks = seen.setdefault(node["metadata"]["name"], {"created": now})
-            if ANNOTATION_MACHINE_ID in (node["metadata"].get("annotations") or {}):
-                marks.setdefault("recorded", now)
+            if node["metadata"]["name"] in started:
+                marks.setdefault("started", started[node["metadata"]["name"]])
             if ready(node):
                 marks.setdefault("ready", now)
                 if TAINT_STARTUP not in [t["key"] for t in node["spec"].get("taints") or []]:
@@ -122,7 +125,7 @@ def main() -> int:
         )
         try:
             time.sleep(2)  # its caches sync
-            start = time.monotonic()
+            start = time.time()
             client.create(
                 NODESETS,
                 {
@@ -132,7 +135,7 @@ def main() -> int:
                     "spec": {"nodeClassName": nodeclass["metadata"]["name"], "replicas": args.nodes},
                 },
             )
-            marks = watch_up(client, args.nodes, start, args.timeout)
+            marks = watch_up(client, LocalMachines(machines_dir), args.nodes, start, args.timeout)
             all_ready = max(m["untainted"] for m in marks.values())
             pods_start = time.monotonic()
             for name in marks:
@@ -148,7 +151,7 @@ def main() -> int:
             print("  TLS bootstrap, Ready) | kube-node (startup taint removed after Ready) | total")
             kube_node_parts, machine_parts = [], []
             for name, m in sorted(marks.items()):
-                first, machine, last = m["recorded"], m["ready"] - m["recorded"], m["untainted"] - m["ready"]
+                first, machine, last = m["started"], m["ready"] - m["started"], m["untainted"] - m["ready"]
                 kube_node_parts.append(first + last)
                 machine_parts.append(machine)
                 print(f"  {name}: {first:.2f} | {machine:.2f} | {last:.2f} | {m['untainted']:.2f}")
