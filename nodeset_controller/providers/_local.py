@@ -260,11 +260,11 @@ class LocalMachines:
             user_data.chmod(0o600)
             (directory / "machine.json").write_text(json.dumps(asdict(machine), indent=2))
             host.create_cgroup(f"{machine.cgroup}/machine")
-            self._launch(machine, kubelet)
+            self._launch(machine, kubelet, settings)
         log.info("local machine %s started for Node %s in %s", spec.name, spec.node_name, directory)
         return machine
 
-    def _launch(self, machine: LocalMachine, kubelet: Path) -> None:
+    def _launch(self, machine: LocalMachine, kubelet: Path, settings: LocalSettings) -> None:
         directory = Path(machine.directory)
         # Its own processes (containerd, shims, the kubelet) in a leaf below the kubelet's cgroupRoot, where the
         # kubelet puts the pods: one tree to sweep on destroy. Not in the memory hierarchy: they stay accounted
@@ -289,6 +289,9 @@ class LocalMachines:
             "HOME": str(directory),
             "LANG": "C.UTF-8",
             "MACHINE_NAME": machine.name,
+            "MACHINE_ID": machine.id,
+            # the `kubernetes` Service's address (the range's first), which pods are told the API server is at
+            "MACHINE_KUBERNETES_SERVICE_IP": str(next(ipaddress.ip_network(settings.service_range).hosts())),
             "MACHINE_DIR": str(directory),
             "MACHINE_CONTAINERD_SOCKET": str(directory / "containerd.sock"),
             "MACHINE_KUBELET": str(kubelet),
@@ -333,6 +336,7 @@ class LocalMachines:
             _kill_group(pgid)
         try:
             host.kill_cgroup(cgroup)
+            host.delete_tagged_nat_rules(f"kube-node:local-{directory.name.removeprefix('m')}")
             host.unmount_all(directory)
             host.remove_cgroup(cgroup)
             host.delete_link(bridge)

@@ -13,6 +13,7 @@ import errno
 import ipaddress
 import logging
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -113,6 +114,27 @@ def routed_subnets(pod_range: str) -> set[str]:
         if network.version == pods.version and network.subnet_of(pods) and network != pods:  # type: ignore[arg-type]
             routed.add(str(network))
     return routed
+
+
+def delete_tagged_nat_rules(tag: str) -> int:
+    """Delete the nat table's rules whose comment is ``tag`` (what a machine's user-data added, tagged with its
+    id); returns how many."""
+    if shutil.which("iptables-save") is None:
+        return 0
+    saved = subprocess.run(["iptables-save", "-t", "nat"], capture_output=True, text=True, check=False).stdout
+    deleted = 0
+    for line in saved.splitlines():
+        if not line.startswith("-A "):
+            continue
+        args = shlex.split(line)
+        if tag not in (args[i + 1] for i, arg in enumerate(args[:-1]) if arg == "--comment"):
+            continue
+        args[0] = "-D"
+        result = subprocess.run(["iptables", "-t", "nat", *args], capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise HostError(f"iptables -t nat {' '.join(args)}: {result.stderr.strip()}")
+        deleted += 1
+    return deleted
 
 
 def link_exists(name: str) -> bool:
