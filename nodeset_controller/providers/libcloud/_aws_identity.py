@@ -60,7 +60,7 @@ class _Source:
     #: what the NodeClass's Ready condition says the credentials come from (no secret in it)
     describe: str
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._current: AwsCredentials | None = None
@@ -69,7 +69,7 @@ class _Source:
     def credentials(self, timeout: float) -> AwsCredentials:
         """The current credentials, fetched anew if there are none or they are stale."""
         with self._lock:
-            now = self._clock()
+            now = (self._clock or wall_clock)()
             current = self._current
             if current is not None and not current.stale(now):
                 return current
@@ -93,7 +93,12 @@ class WebIdentity(_Source):
     """IRSA: the projected token exchanged with STS AssumeRoleWithWebIdentity."""
 
     def __init__(
-        self, role_arn: str, token_file: str, endpoint: str, session_name: str, clock: Callable[[], float] = time.time
+        self,
+        role_arn: str,
+        token_file: str,
+        endpoint: str,
+        session_name: str,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(clock)
         self.role_arn = role_arn
@@ -142,7 +147,7 @@ class PodIdentity(_Source):
     """EKS Pod Identity: a GET of the agent's URI, authorised by the pod's token."""
 
     def __init__(
-        self, uri: str, token_file: str | None, token: str | None, clock: Callable[[], float] = time.time
+        self, uri: str, token_file: str | None, token: str | None, clock: Callable[[], float] | None = None
     ) -> None:
         super().__init__(clock)
         self.uri = uri
@@ -175,6 +180,11 @@ class PodIdentity(_Source):
         if not all(fields.values()):
             raise _malformed(what)
         return AwsCredentials(fields["AccessKeyId"], fields["SecretAccessKey"], fields["Token"], expires, now)
+
+
+def wall_clock() -> float:
+    """Now, in seconds since the epoch (what credentials' expirations are in); tests replace it."""
+    return time.time()
 
 
 _FIELDS = ("AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")

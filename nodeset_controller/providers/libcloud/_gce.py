@@ -50,10 +50,11 @@ class GceDialect(Dialect):
                 code="INVALID_DRIVER_OPTIONS",
             )
         # The user id names the metadata server's service account: "default", the one the instance (or, through
-        # workload identity, the pod's ServiceAccount) runs as.
+        # workload identity, the pod's ServiceAccount) runs as. There is no key, but libcloud's connection takes
+        # its arguments by position and needs one, so it is empty.
         return Keyless(
             source="the GCE metadata server (the instance's service account, or GKE workload identity's)",
-            args=("default",),
+            args=("default", ""),
             kwargs={"auth_type": METADATA_AUTH},
         )
 
