@@ -4,7 +4,7 @@ server, each against recorded answers (requests-mock) and libcloud's real driver
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, quote
 
@@ -12,7 +12,7 @@ import pytest
 import requests_mock as requests_mocking
 
 from nodeset_controller.providers import ErrorClass, ProviderError
-from nodeset_controller.providers.libcloud import _aws_identity
+from nodeset_controller.providers.libcloud import LibcloudProvider, _aws_identity
 
 from ._clouds import SPEC, Harness, maker
 
@@ -104,7 +104,7 @@ def irsa(aws_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return token_file
 
 
-def keyless_ec2() -> maker:  # type: ignore[valid-type]
+def keyless_ec2() -> Callable[..., LibcloudProvider]:
     return maker(
         "ec2",
         {},
@@ -336,7 +336,7 @@ def no_cached_token(gce: Harness, monkeypatch: pytest.MonkeyPatch) -> Harness:
     return gce
 
 
-def keyless_gce() -> maker:  # type: ignore[valid-type]
+def keyless_gce() -> Callable[..., LibcloudProvider]:
     return maker(
         "gce",
         {},
