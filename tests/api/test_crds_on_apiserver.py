@@ -253,7 +253,7 @@ INVALID_OBJECTS = [
     ),
     pytest.param(
         NODECLASSES,
-        nodeclass(provider="ec2", size="m5.large", image="ami-1"),
+        nodeclass(provider="openstack", size="m1.small", image="ubuntu"),
         "credentialsSecretRef is required for every provider except simulator",
         id="cloud-without-credentials",
     ),
@@ -284,6 +284,17 @@ def test_the_nodeclass_examples_of_the_docs_pass_the_schema(kube: KubeClient, pr
     manifest = doc_examples.example(provider).manifest
     created = kube.create(NODECLASSES, manifest, fieldValidation="Strict")
     assert created["spec"].get("extraCreateArgs") == manifest["spec"].get("extraCreateArgs")
+
+
+@pytest.mark.parametrize(
+    ("provider", "size", "image"), [("ec2", "m5.large", "ami-1"), ("gce", "e2-medium", "debian-12")]
+)
+def test_ec2_and_gce_may_go_without_a_credentials_secret(
+    kube: KubeClient, provider: str, size: str, image: str
+) -> None:
+    """Their drivers can use kube-node's own identity (IRSA or EKS Pod Identity; the GCE metadata server)."""
+    created = kube.create(NODECLASSES, nodeclass(provider=provider, size=size, image=image))
+    assert "credentialsSecretRef" not in created["spec"]
 
 
 def test_a_template_may_set_other_labels_and_annotations(kube: KubeClient) -> None:

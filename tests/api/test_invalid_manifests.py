@@ -207,6 +207,25 @@ CORPUS: list[tuple[str, dict[str, Any], str, str]] = [
         "spec",
         "size and image are required",
     ),
+    # only ec2 and gce have credentials of kube-node's own identity; every other cloud needs a Secret
+    (
+        "digitalocean-without-credentials",
+        nodeclass(provider="digitalocean", size="s-2vcpu-4gb", image="ubuntu-24-04-x64"),
+        "spec",
+        "credentialsSecretRef is required for every provider except simulator and local, and ec2 and gce",
+    ),
+    (
+        "azure-without-credentials",
+        nodeclass(provider="azure_arm", size="Standard_D2s_v5", image="ubuntu"),
+        "spec",
+        "credentialsSecretRef is required",
+    ),
+    (
+        "ec2-alike-without-credentials",
+        nodeclass(provider="ec2_compatible", size="m5.large", image="ami-1"),
+        "spec",
+        "credentialsSecretRef is required",
+    ),
     # label keys and values, annotation keys (what a Node would refuse, so a NodeSet could never make one)
     ("label-key-space", nodeset(**labels(**{"bad key": "x"})), "spec.template.metadata.labels", 'key "bad key"'),
     (

@@ -29,11 +29,11 @@ from .._machine import (
     MachineState,
     ProviderError,
 )
-from ._dialect import Dialect, accepts, parameters_of, pick
+from ._dialect import Dialect, Keyless, accepts, parameters_of, pick
 from ._digitalocean import DigitalOceanDialect
 from ._ec2 import Ec2Dialect
 from ._equinixmetal import EquinixMetalDialect
-from ._errors import classify_error, conflict, is_not_found, not_found, refused
+from ._errors import classify_error, conflict, is_not_found, mask, not_found, refused
 from ._gce import GceDialect
 from ._linode import LinodeDialect
 from ._openstack import OpenStackDialect
@@ -87,6 +87,11 @@ class LibcloudProvider:
         self._provider = nodeclass.spec.provider
         self._cluster = cluster
         self._credentials = dict(credentials)
+        #: no Secret (and libcloud's own driver): the driver is built from the process's own identity in the cloud
+        #: (Dialect.keyless)
+        self._keyless = driver_factory is None and nodeclass.spec.credentials_secret_ref is None and not credentials
+        #: the keyless credentials drivers were built from, to mask out of errors (the last few generations)
+        self._keyless_secrets: list[str] = []
         self._timeout = timeout
         self._factory: DriverFactory = driver_factory or self._default_driver
         self._dialect = _dialect_for(self._provider)
@@ -224,24 +229,58 @@ class LibcloudProvider:
         resolved[("size", size)] = found_size
         found_image = self._find_image(driver, image)
         resolved[("image", image)] = found_image
+        keyless: Keyless | None = getattr(self._local, "keyless", None)
+        if keyless is not None:
+            parts.append(f"credentials from {keyless.source}")
         return ", ".join([f"size {_described(found_size)}", f"image {_described(found_image)}", *parts])
 
     # -- drivers ---------------------------------------------------------------------------------------
 
     def _driver(self) -> Any:
+        """This thread's driver; built again when the keyless credentials it was built from were refreshed."""
         driver = getattr(self._local, "driver", None)
-        if driver is None:
+        keyless = self._current_keyless()
+        if driver is None or keyless != getattr(self._local, "keyless", None):
+            self._local.keyless = keyless  # what the factory builds from
+            if keyless is not None:
+                with self._lock:
+                    self._keyless_secrets = [*keyless.secrets, *self._keyless_secrets][:12]
             try:
                 driver = self._factory()
             except ProviderError:
+                self._local.driver = self._local.keyless = None
                 raise
             except Exception as error:
+                self._local.driver = self._local.keyless = None
                 raise self._error(error, "set up the libcloud driver") from error
             _apply_timeout(driver, self._timeout)
             self._dialect.prepare_driver(driver)
             self._local.driver = driver
             self._local.resolved = {}
         return driver
+
+    def _current_keyless(self) -> Keyless | None:
+        """With no credentials Secret, the process's own credentials as the dialect gives them now."""
+        if not self._keyless:
+            return None
+        try:
+            return self._dialect.keyless(self._options(), self._timeout)
+        except ProviderError as error:
+            raise ProviderError(
+                mask(str(error), self._secrets()), error_class=error.error_class, code=error.code
+            ) from None
+
+    def _options(self) -> dict[str, Any]:
+        # The CRD keeps driverOptions to strings and integers; "true" and "false" are the driver's booleans
+        # (secure: "false" for a plain-HTTP private endpoint, for example).
+        return {
+            key: {"true": True, "false": False}.get(value, value) if isinstance(value, str) else value
+            for key, value in self._nodeclass.spec.driver_options.items()
+        }
+
+    def _secrets(self) -> tuple[str, ...]:
+        with self._lock:
+            return (*self._credentials.values(), *self._keyless_secrets)
 
     def _default_driver(self) -> Any:
         """``get_driver(provider)(key, secret, **other credentials, **driverOptions, timeout=...)``."""
@@ -256,7 +295,12 @@ class LibcloudProvider:
                 error_class=ErrorClass.INVALID_CONFIGURATION,
                 code="UNKNOWN_PROVIDER",
             ) from None
-        creds = dict(self._credentials)
+        keyless: Keyless | None = getattr(self._local, "keyless", None)
+        creds: dict[str, Any] = dict(self._credentials)
+        if keyless is not None:
+            creds = {**keyless.kwargs, **({"key": keyless.args[0]} if keyless.args else {})}
+            if len(keyless.args) > 1:
+                creds["secret"] = keyless.args[1]
         args = [creds.pop("key")] if "key" in creds else []
         if "secret" in creds:
             if not args:
@@ -266,17 +310,13 @@ class LibcloudProvider:
                     code="INVALID_CREDENTIALS",
                 )
             args.append(creds.pop("secret"))
-        # The CRD keeps driverOptions to strings and integers; "true" and "false" are the driver's booleans
-        # (secure: "false" for a plain-HTTP private endpoint, for example).
-        options: dict[str, Any] = {
-            key: {"true": True, "false": False}.get(value, value) if isinstance(value, str) else value
-            for key, value in self._nodeclass.spec.driver_options.items()
-        }
-        clash = sorted(set(creds) & set(options))
+        options = self._options()
+        clash = sorted(name for name in set(creds) & set(options) if keyless is None or creds[name] != options[name])
         if clash:
+            where = "the credentials Secret" if keyless is None else f"the credentials from {keyless.source}"
             raise ProviderError(
-                f"{self._provider}: {', '.join(clash)} is set both in the credentials Secret and "
-                "in driverOptions; keep it in one place",
+                f"{self._provider}: {', '.join(clash)} is set both in {where} and in driverOptions; keep it in one "
+                "place",
                 error_class=ErrorClass.INVALID_CONFIGURATION,
                 code="INVALID_DRIVER_OPTIONS",
             )
@@ -300,7 +340,7 @@ class LibcloudProvider:
             raise ProviderError(
                 f"{self._provider}: the driver rejected its arguments ({error}); check "
                 f"driverOptions ({', '.join(sorted(options)) or 'none'}) and the credentials "
-                f"Secret's keys ({', '.join(sorted(self._credentials)) or 'none'})",
+                f"Secret's keys ({', '.join(sorted(self._credentials)) or 'none, no Secret'})",
                 error_class=ErrorClass.INVALID_CONFIGURATION,
                 code="INVALID_DRIVER_OPTIONS",
             ) from None
@@ -314,7 +354,7 @@ class LibcloudProvider:
             raise self._error(error, action) from error
 
     def _error(self, error: BaseException, action: str) -> ProviderError:
-        return classify_error(error, provider=self._provider, action=action, redact=self._credentials.values())
+        return classify_error(error, provider=self._provider, action=action, redact=self._secrets())
 
     # -- finding our machines --------------------------------------------------------------------------
 

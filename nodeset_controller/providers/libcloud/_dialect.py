@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .._machine import TAG_CLUSTER, TAG_NODE, TAG_NODECLASS, ErrorClass, MachineSpec, MachineState, ProviderError
@@ -38,6 +39,20 @@ _STATES: dict[str, MachineState] = {
     "terminated": MachineState.TERMINATED,
     "stopping": MachineState.TERMINATING,
 }
+
+
+@dataclass(frozen=True)
+class Keyless:
+    """What a driver is built from when the NodeClass names no credentials Secret: the process's own identity
+    in the cloud. ``args`` are the driver's first arguments and ``kwargs`` more of its keywords (both may hold
+    credentials: never to be logged); ``secrets`` are masked out of every error message; ``source`` says where
+    the credentials come from, for the NodeClass's Ready condition (no credential in it). A driver is built
+    again when its dialect's ``keyless`` answers something else (the credentials were refreshed)."""
+
+    source: str
+    args: tuple[str, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
 
 
 class Dialect:
@@ -70,6 +85,13 @@ class Dialect:
         """Keyword arguments of the driver's constructor that kube-node sets where ``given`` (the credentials'
         and driverOptions' keywords) does not; ``key`` is the driver's first argument (never to be logged)."""
         return {}
+
+    def keyless(self, options: Mapping[str, Any], timeout: float) -> Keyless | None:
+        """The credentials of this process's own identity for a NodeClass that names no credentials Secret
+        (``options``: its driverOptions), current (refreshed before they expire; may call the cloud, within
+        ``timeout`` seconds); None where the driver has no such way and needs a Secret. Raises ProviderError
+        when the identity is missing or refused."""
+        return None
 
     def prepare_driver(self, driver: Any) -> None:
         """Adjust a newly built driver (once per driver)."""

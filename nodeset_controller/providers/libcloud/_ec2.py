@@ -1,14 +1,19 @@
 """EC2: EC2 tags, through ``ex_metadata``; read from ``node.extra["tags"]``; exact values. ``list_nodes`` is also
 filtered on the cluster tag server-side. The machine name is the ``Name`` tag, and the machine name doubles as the
-RunInstances ClientToken, so EC2 itself refuses to make a second machine of that name."""
+RunInstances ClientToken, so EC2 itself refuses to make a second machine of that name.
+
+Without a credentials Secret, the driver gets the pod's own session credentials (IRSA or EKS Pod Identity: see
+``_aws_identity``) and the session token as its ``token``."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from .._machine import TAG_CLUSTER, ErrorClass, MachineSpec, MachineState, ProviderError
-from ._dialect import Dialect, invalid_argument, listed, look_up, pick, references, string_dict
+from . import _aws_identity
+from ._dialect import Dialect, Keyless, invalid_argument, listed, look_up, pick, references, string_dict
 from ._errors import is_not_found, not_found
 
 # libcloud's EC2 driver maps only four instance states and reports the rest as UNKNOWN; its raw state
@@ -29,6 +34,26 @@ class Ec2Dialect(Dialect):
     reads_tags = True
     user_data_kwarg = "ex_userdata"
     image_hint = "give an AMI id, or the name of an AMI owned by this account or by Amazon"
+
+    def keyless(self, options: Mapping[str, Any], timeout: float) -> Keyless | None:
+        region = options.get("region")
+        source = _aws_identity.from_environment(str(region) if region else None)
+        if source is None:
+            raise ProviderError(
+                "ec2: the NodeClass names no credentialsSecretRef and this process has no AWS identity: run it "
+                "with IRSA (AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE: annotate its ServiceAccount "
+                "eks.amazonaws.com/role-arn) or EKS Pod Identity (AWS_CONTAINER_CREDENTIALS_FULL_URI and "
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE), or give the NodeClass a credentials Secret",
+                error_class=ErrorClass.INVALID_CONFIGURATION,
+                code="NO_CLOUD_IDENTITY",
+            )
+        creds = source.credentials(timeout)
+        return Keyless(
+            source=source.describe,
+            args=(creds.key, creds.secret),
+            kwargs={"token": creds.token},
+            secrets=(creds.key, creds.secret, creds.token),
+        )
 
     def list_kwargs(self, cluster: str) -> dict[str, Any]:
         return {"ex_filters": {f"tag:{TAG_CLUSTER}": cluster}}

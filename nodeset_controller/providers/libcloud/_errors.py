@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from .._machine import ErrorClass, ProviderError, QuotaExceededError
 
@@ -29,6 +30,9 @@ _BAD_CREDENTIALS = re.compile(
     r"AuthFailure|InvalidClientTokenId|SignatureDoesNotMatch|UnrecognizedClientException|invalid_grant",
     re.IGNORECASE,
 )
+#: GCE's metadata server would not give a token (libcloud's internal authentication): not on GCE or GKE, or no
+#: service account on the instance or through workload identity
+_NO_METADATA_TOKEN = re.compile(r"Internal GCE Authorization failed|Service Accounts are not enabled", re.IGNORECASE)
 _IMAGE_NOT_FOUND = re.compile(r"InvalidAMIID\.(?:NotFound|Malformed)")
 _NOT_FOUND = re.compile(r"\.NotFound\b|\bnot found\b|does not exist|notFound\b", re.IGNORECASE)
 
@@ -51,7 +55,7 @@ def classify_error(
     from libcloud.common.exceptions import RateLimitReachedError  # noqa: PLC0415
     from libcloud.common.types import InvalidCredsError, LibcloudError  # noqa: PLC0415
 
-    detail = _redact(_error_text(error), redact)
+    detail = mask(_error_text(error), redact)
     if len(detail) > _MAX_DETAIL:
         detail = detail[:_MAX_DETAIL] + "..."
     status = _http_status(error)
@@ -60,6 +64,16 @@ def classify_error(
     def message(summary: str, hint: str) -> str:
         return f"{prefix}: {summary} ({detail}); {hint}"
 
+    if _NO_METADATA_TOKEN.search(detail):
+        return ProviderError(
+            message(
+                "the GCE metadata server gave no access token",
+                "without a credentials Secret, kube-node must run on GCE or GKE with a service account (on GKE, "
+                "workload identity: the ServiceAccount annotated iam.gke.io/gcp-service-account)",
+            ),
+            error_class=ErrorClass.INVALID_CONFIGURATION,
+            code="METADATA_TOKEN_UNAVAILABLE",
+        )
     if _STOCKOUT.search(detail):
         return QuotaExceededError(
             message("the provider is out of capacity for this size here", "try another size or location, or wait"),
@@ -170,13 +184,18 @@ def is_not_found(error: BaseException) -> bool:
 
 
 #: Request signatures a cloud may quote back in an error: replayable for a while, so never shown.
-_SIGNATURE = re.compile(r"(Signature=|X-Amz-Signature=|X-Amz-Credential=)[^&\s<\"']+", re.IGNORECASE)
+_SIGNATURE = re.compile(
+    r"(Signature=|X-Amz-Signature=|X-Amz-Credential=|X-Amz-Security-Token=)[^&\s<\"']+", re.IGNORECASE
+)
 
 
-def _redact(text: str, secrets: Collection[str]) -> str:
+def mask(text: str, secrets: Collection[str]) -> str:
+    """``text`` with every string of ``secrets`` (of 4 characters or more) and any request signature masked."""
     for secret in secrets:
         if len(secret) >= 4:
-            text = text.replace(secret, "***")
+            # as given, and as a URL quotes it (a session token has "/", "+" and "=")
+            for form in {secret, quote(secret, safe=""), quote_plus(secret, safe="")}:
+                text = text.replace(form, "***")
     return _SIGNATURE.sub(r"\1***", text)
 
 

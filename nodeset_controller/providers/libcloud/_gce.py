@@ -5,7 +5,11 @@ back from the metadata, falling back to the labels (cut at 63 characters: see th
 The driver caches its OAuth2 token in a file, by default under ``~``, and says nothing when it cannot write there
 (a read-only root filesystem): every driver would then fetch a token of its own. kube-node points the cache at a
 directory of its own under the temporary directory (``TMPDIR``; the chart mounts one at ``/tmp``), readable by
-this user only, unless driverOptions set ``credential_file``."""
+this user only, unless driverOptions set ``credential_file``.
+
+Without a credentials Secret, the driver authenticates as the machine or pod it runs in: libcloud's internal
+authentication (``auth_type="GCE"``) takes its tokens from the metadata server, which on GKE with workload
+identity answers for the Google service account the Kubernetes ServiceAccount is bound to."""
 
 from __future__ import annotations
 
@@ -18,8 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from .._machine import TAG_CLUSTER, ErrorClass, MachineSpec, ProviderError
-from ._dialect import OUR_TAGS, Dialect, string_dict
+from ._dialect import OUR_TAGS, Dialect, Keyless, string_dict
 from ._errors import conflict
+
+#: libcloud's GoogleAuthType.GCE: tokens from the metadata server
+METADATA_AUTH = "GCE"
 
 
 class GceDialect(Dialect):
@@ -33,10 +40,29 @@ class GceDialect(Dialect):
     def list_kwargs(self, cluster: str) -> dict[str, Any]:
         return {"ex_zone": "all"}
 
+    def keyless(self, options: Mapping[str, Any], timeout: float) -> Keyless | None:
+        auth_type = options.get("auth_type", METADATA_AUTH)
+        if auth_type != METADATA_AUTH:
+            raise ProviderError(
+                f"gce: driverOptions auth_type {auth_type!r} needs a credentials Secret; without one, the "
+                f"metadata server's credentials are used (auth_type {METADATA_AUTH!r})",
+                error_class=ErrorClass.INVALID_CONFIGURATION,
+                code="INVALID_DRIVER_OPTIONS",
+            )
+        # The user id names the metadata server's service account: "default", the one the instance (or, through
+        # workload identity, the pod's ServiceAccount) runs as. There is no key, but libcloud's connection takes
+        # its arguments by position and needs one, so it is empty.
+        return Keyless(
+            source="the GCE metadata server (the instance's service account, or GKE workload identity's)",
+            args=("default", ""),
+            kwargs={"auth_type": METADATA_AUTH},
+        )
+
     def driver_defaults(self, key: str | None, given: Mapping[str, Any]) -> dict[str, Any]:
-        # One file per account and project (the name is a digest: key may be anything), shared by the drivers
-        # of every thread, so that they share one token.
-        digest = hashlib.sha256(f"{key}\0{given.get('project', '')}".encode()).hexdigest()[:16]
+        # One file per account, project and kind of authentication (the name is a digest: key may be anything),
+        # shared by the drivers of every thread, so that they share one token.
+        seed = f"{key}\0{given.get('project', '')}\0{given.get('auth_type', '')}"
+        digest = hashlib.sha256(seed.encode()).hexdigest()[:16]
         return {"credential_file": str(token_cache_dir() / f"token-{digest}.json")}
 
     def _label(self, value: str) -> str:

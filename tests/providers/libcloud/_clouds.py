@@ -86,6 +86,7 @@ class FakeCloud:
     machines: dict[str, dict[str, Any]] = field(default_factory=dict)  #: id -> what the create asked for
     destroyed: list[str] = field(default_factory=list)
     create_error: tuple[int, str] | None = None  #: (status, body) to answer the next create with
+    headers: dict[str, dict[str, str]] = field(default_factory=dict)  #: action -> the headers of its last request
 
     def sent(self, action: str) -> list[Any]:
         """The params or bodies of the requests for ``action``."""
@@ -113,6 +114,7 @@ class Ec2Api(ec2_tests.EC2MockHttp):  # type: ignore[misc]
     def _RunInstances(self, method: str, url: str, body: str, headers: dict[str, str]) -> Any:  # noqa: N802
         params = _query(url)
         self.cloud.requests.append((method, "RunInstances", params))
+        self.cloud.headers["RunInstances"] = dict(headers)
         if self.cloud.create_error:
             status, error = self.cloud.create_error
             return status, error, {}, _status(status)
@@ -121,6 +123,7 @@ class Ec2Api(ec2_tests.EC2MockHttp):  # type: ignore[misc]
 
     def _DescribeInstances(self, method: str, url: str, body: str, headers: dict[str, str]) -> Any:  # noqa: N802
         self.cloud.requests.append((method, "DescribeInstances", _query(url)))
+        self.cloud.headers["DescribeInstances"] = dict(headers)
         _, xml, response_headers, reason = super()._DescribeInstances(method, url, body, headers)
         ours = "".join(self._reservation(instance_id, params) for instance_id, params in self.cloud.machines.items())
         return 200, xml.replace("</reservationSet>", ours + "</reservationSet>"), response_headers, reason
