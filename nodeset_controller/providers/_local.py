@@ -292,6 +292,7 @@ class LocalMachines:
             "MACHINE_ID": machine.id,
             # the `kubernetes` Service's address (the range's first), which pods are told the API server is at
             "MACHINE_KUBERNETES_SERVICE_IP": str(next(ipaddress.ip_network(settings.service_range).hosts())),
+            "MACHINE_SERVICE_RANGE": settings.service_range,
             "MACHINE_DIR": str(directory),
             "MACHINE_CONTAINERD_SOCKET": str(directory / "containerd.sock"),
             "MACHINE_KUBELET": str(kubelet),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from nodeset_controller.providers import BUSYBOX_IMAGE
 from tests.conftest import eventually, nodeset_manifest
 
 from .test_local_nodeset import PODS, local_nodeclass, ready
-from .test_real_node_failures import members
+from .test_real_node_failures import machines_of, members
 
 pytestmark = [pytest.mark.controlplane, pytest.mark.realnodes]
 
@@ -63,10 +64,12 @@ def test_a_pod_reaches_the_api_server_by_its_service_address_and_nothing_else_of
         found = {p["metadata"]["name"]: p["status"].get("phase") for p in kube.list(PODS, namespace)["items"]}
         return found if all(v in ("Succeeded", "Failed") for v in found.values()) and len(found) == 2 else None
 
-    assert eventually(phases, timeout=60, what="both probes finished") == {
-        "to-api-server": "Succeeded",
-        "to-elsewhere": "Failed",
-    }
+    finished = eventually(phases, timeout=60, what="both probes finished")
+    machine = next(m for m in machines_of(local_manager).machines() if m.node_name == name)
+    log = (Path(machine.directory) / "user-data.log").read_text(errors="replace")[-2000:]
+    assert finished == {"to-api-server": "Succeeded", "to-elsewhere": "Failed"}, (
+        f"{finished}\nnat rules:\n{nat_rules()}\nuser-data log:\n{log}"
+    )
     assert "kube-node:local-" in nat_rules()
 
     kube.patch(NODESETS, "api", {"spec": {"replicas": 0}})
