@@ -175,3 +175,59 @@ def test_the_digitalocean_example(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in args["ex_create_attr"].items():  # every attribute the example sets reaches DigitalOcean
         assert droplet[key] == value, key
     assert machine.id == str(DigitalOceanApi.DROPLET_ID)
+
+
+# -- Google Compute Engine ----------------------------------------------------------------------------------------
+
+
+def test_the_gce_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from libcloud.common import google
+    from libcloud.compute.drivers.gce import GCENodeDriver
+
+    from ._clouds import GceApi, google_tests
+
+    doc = example("gce")
+    spec = doc.nodeclass.spec
+    project = spec.driver_options["project"]
+    # libcloud's GCE fake finds its handlers by path: the example's names map onto its fixtures' there, and
+    # back in what it answers.
+    names = {
+        spec.location: "us-central1-a",
+        spec.size: "n1-standard-1",
+        spec.image: "debian-7-wheezy-v20131120",
+        f"projects/{project}/": "projects/project_name/",
+    }
+    # (a fixture zone of the example's name is renamed out of the way first)
+    responses = {spec.location: f"{spec.location}-fixture"} | {fixture: ours for ours, fixture in names.items()}
+    renames = {"paths": names, "responses": responses}
+    cloud = fake(monkeypatch, GceApi, GCENodeDriver.connectionCls, renames=renames)
+    # What libcloud's GoogleTestCase patches: OAuth against a fake, no metadata server, a token at hand.
+    monkeypatch.setattr(google.GoogleBaseAuthConnection, "conn_class", google_tests.GoogleAuthMockHttp)
+    monkeypatch.setattr(google, "_utcnow", lambda: google_tests.STUB_UTCNOW)
+    monkeypatch.setattr(google.GoogleAuthType, "_is_gce", staticmethod(lambda: False))
+    monkeypatch.setattr(
+        google.GoogleOAuth2Credential, "_get_token_from_file", lambda self: google_tests.STUB_TOKEN_FROM_FILE
+    )
+    monkeypatch.setattr(google.GoogleOAuth2Credential, "_write_token_to_file", lambda self: None)
+    calls = spy_on_create_node(monkeypatch, GCENodeDriver)
+    # The example's private key is elided ("..."): a real one in its place, as the JSON key file would give.
+    assert doc.credentials["secret"].startswith("-----BEGIN PRIVATE KEY-----")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    provider = LibcloudProvider(doc.nodeclass, {**doc.credentials, "secret": pem.decode()}, CLUSTER, timeout=7.5)
+
+    provider.validate()
+    machine = provider.create(spec_for(doc))
+
+    [call] = calls
+    assert call["size"].name == spec.size
+    assert call["image"].name == spec.image
+    assert call["location"].name == spec.location
+    [insert] = cloud.sent("insert")
+    assert insert["machineType"].endswith(f"/zones/{spec.location}/machineTypes/{spec.size}")
+    assert insert["disks"][0]["initializeParams"]["sourceImage"].endswith(f"/global/images/{spec.image}")
+    metadata = {item["key"]: item["value"] for item in insert["metadata"]["items"]}
+    assert metadata["user-data"] == spec.user_data
+    assert machine.id
