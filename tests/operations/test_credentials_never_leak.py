@@ -202,3 +202,115 @@ def test_no_bootstrap_token_reaches_logs_events_annotations_status_or_metrics(
             ("metrics", metrics),
         ):
             assert credential not in text, f"{credential[:6]}... leaked into the {where}"
+
+
+SESSION_KEY_ID = f"ASIA{uuid.uuid4().hex[:16].upper()}"
+SESSION_SECRET = f"kn-session-secret-{uuid.uuid4().hex}"
+SESSION_TOKEN = f"kn-session-token-{uuid.uuid4().hex}"
+WEB_IDENTITY_TOKEN = f"kn-web-identity-{uuid.uuid4().hex}"
+
+
+class _LeakySts(_LeakyCloud):
+    """STS that hands out session credentials for the web identity token, and an EC2 that refuses every call
+    and, carelessly, quotes the session token and the signature it was sent."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
+        if "AssumeRoleWithWebIdentity" not in body:
+            self._refuse()
+            return
+        assert WEB_IDENTITY_TOKEN in body
+        reply = (
+            '<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            "<AssumeRoleWithWebIdentityResult><Credentials>"
+            f"<AccessKeyId>{SESSION_KEY_ID}</AccessKeyId><SecretAccessKey>{SESSION_SECRET}</SecretAccessKey>"
+            f"<SessionToken>{SESSION_TOKEN}</SessionToken><Expiration>2099-01-01T00:00:00Z</Expiration>"
+            "</Credentials></AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def do_GET(self) -> None:
+        self._refuse()
+
+    def _refuse(self) -> None:
+        body = (
+            "<Response><Errors><Error><Code>AuthFailure</Code><Message>request "
+            f"{escape(self.path)} with token {escape(self.headers.get('X-Amz-Security-Token', ''))} and "
+            f"{escape(self.headers.get('Authorization', ''))} refused</Message></Error></Errors>"
+            "<RequestID>leak-test</RequestID></Response>"
+        ).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_no_web_identity_token_or_session_credential_leaks_either(
+    control_plane: ControlPlane, kube: KubeClient, tmp_path: Path
+) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LeakySts)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    token_file = tmp_path / "web-identity-token"
+    token_file.write_text(WEB_IDENTITY_TOKEN)
+    kube.create(
+        NODECLASSES,
+        {
+            "apiVersion": "kube-node.io/v1alpha1",
+            "kind": "NodeClass",
+            "metadata": {"name": "keyless-ec2"},
+            "spec": {
+                "provider": "ec2",  # no credentialsSecretRef: the process's web identity
+                "size": "t3.micro",
+                "image": "ami-0123456789abcdef0",
+                "driverOptions": {"host": "127.0.0.1", "port": port, "secure": "false", "region": "eu-west-1"},
+                "capacity": {"cpu": "2", "memory": "8Gi"},
+            },
+        },
+    )
+    env = {
+        "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/kube-node",
+        "AWS_WEB_IDENTITY_TOKEN_FILE": str(token_file),
+        "AWS_ENDPOINT_URL_STS": f"http://127.0.0.1:{port}/",
+    }
+    process = KubeNodeProcess(
+        control_plane,
+        tmp_path,
+        "kube-node",
+        "--log-level=DEBUG",
+        "--log-format=json",
+        "--grpc-address=",
+        "--no-leader-elect",
+        "--sweep-interval=1",
+        env=env,
+    )
+    try:
+        kube.create(NODES, managed_node("keyless", "keyless-ec2"))
+        error = eventually(
+            lambda: (kube.get(NODES, "keyless")["metadata"].get("annotations") or {}).get(ANNOTATION_MACHINE_ERROR),
+            timeout=60,
+            what="EC2's refusal recorded on the Node",
+        )
+        assert "AuthFailure" in error or "credentials" in error, error
+        # EC2 was called with the session credentials from STS (and quoted them back), masked in the record
+        assert "with token *** and AWS4-HMAC-SHA256 Credential=***/" in error, error
+        metrics = process.get("/metrics")[1]
+        node = str(kube.get(NODES, "keyless"))
+        nodeclass = str(kube.get(NODECLASSES, "keyless-ec2"))
+        events = str(kube.list(CORE_EVENTS)["items"])
+    finally:
+        process.terminate()
+        process.close()
+        server.shutdown()
+        server.server_close()
+    log = process.log()
+    assert "AuthFailure" in log  # the refusal was logged, with what it quoted masked
+    for credential in (WEB_IDENTITY_TOKEN, SESSION_SECRET, SESSION_TOKEN):
+        places = (("log", log), ("Node", node), ("NodeClass", nodeclass), ("Events", events), ("metrics", metrics))
+        for where, text in places:
+            assert credential not in text, f"{credential[:12]}... leaked into the {where}"
