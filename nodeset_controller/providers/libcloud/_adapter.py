@@ -200,20 +200,13 @@ class LibcloudProvider:
         size and image are looked up afresh (list_locations, list_sizes, the image
         lookup: authenticated calls on most drivers, so rejected credentials show here too), then remembered for
         this thread's creates. Returns what they resolved to."""
-        nc = self._nodeclass.spec
-        size, image, where = nc.size, nc.image, nc.location
-        if not size or not image:
-            raise ProviderError(
-                f"{self._provider}: NodeClass {self._nodeclass.metadata.name} must set size and image",
-                error_class=ErrorClass.INVALID_CONFIGURATION,
-                code="INVALID_NODECLASS",
-            )
+        size, image, where = self._size_image_location()
         driver = self._driver()
         resolved: dict[tuple[str, str], Any] = self._local.resolved
         extra = self._resolve_extra(driver)
         resolved[("extra", "")] = extra
         # Where the user data would go, and that extraCreateArgs does not set it too (on copies: nothing is kept).
-        self._dialect.add_user_data({}, dict(extra), nc.user_data or "", driver, self._provider)
+        self._dialect.add_user_data({}, dict(extra), self._nodeclass.spec.user_data or "", driver, self._provider)
         parts = []
         location = None
         if where:
@@ -426,15 +419,19 @@ class LibcloudProvider:
 
     # -- building create_node's arguments ---------------------------------------------------------------
 
-    def _create_kwargs(self, driver: Any, spec: MachineSpec) -> dict[str, Any]:
+    def _size_image_location(self) -> tuple[str, str, str | None]:
+        """The NodeClass's size, image and location; a NodeClass without size or image is refused."""
         nc = self._nodeclass.spec
-        size, image, where = nc.size, nc.image, nc.location
-        if not size or not image:
+        if not nc.size or not nc.image:
             raise ProviderError(
                 f"{self._provider}: NodeClass {self._nodeclass.metadata.name} must set size and image",
                 error_class=ErrorClass.INVALID_CONFIGURATION,
                 code="INVALID_NODECLASS",
             )
+        return nc.size, nc.image, nc.location
+
+    def _create_kwargs(self, driver: Any, spec: MachineSpec) -> dict[str, Any]:
+        size, image, where = self._size_image_location()
         extra = dict(self._resolved("extra", "", lambda: self._resolve_extra(driver)))
         kwargs: dict[str, Any] = {"name": spec.name}
         location = None
