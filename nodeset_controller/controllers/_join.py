@@ -29,6 +29,7 @@ the Secret and in the user-data handed to the cloud.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import logging
 import secrets
@@ -102,7 +103,9 @@ class ClusterEndpoint:
     ca_pem: bytes
     source: str  #: where these came from, for the log
 
+    @functools.cached_property
     def values(self) -> dict[str, str]:
+        """The user-data variables it gives (the CA parsed once, not per machine)."""
         return {
             "API_SERVER": self.api_server,
             "CA_CERT_BASE64": base64.b64encode(self.ca_pem).decode(),
@@ -171,8 +174,10 @@ class _Token:
 def named_tokens(node: NodeRecord) -> list[str]:
     """The token Secrets written on ``node`` that are its own (see :func:`token_id`); any other name there is
     not kube-node's to delete, whoever wrote it."""
-    own = set(token_names(node.uid))
     named = [n for n in node.annotations.get(ANNOTATION_BOOTSTRAP_TOKENS, "").split(",") if n]
+    if not named:
+        return []  # most Nodes, on every reconcile: no hashing for them
+    own = set(token_names(node.uid))
     foreign = [n for n in named if n not in own]
     if foreign:
         log.warning("Node %s names Secrets that are not its bootstrap tokens; ignoring %s", node.name, foreign)
@@ -211,7 +216,7 @@ class JoinCredentials:
                     "the user-data names the cluster's API server or CA, and kube-node knows no CA: set "
                     "--join-ca-file (and --join-api-server), or publish kube-public/cluster-info"
                 )
-            values |= endpoint.values()
+            values |= endpoint.values
         if "BOOTSTRAP_TOKEN" in wanted:
             values["BOOTSTRAP_TOKEN"] = self._token_for(node, nodeclass, ttl).token
         return {k: v for k, v in values.items() if k in wanted}

@@ -36,7 +36,7 @@ from ..providers import (
     SimulatedKubelets,
     SimulatorCloud,
 )
-from ._join import ClusterEndpoint, JoinCredentials, ca_cert_hash, discover_endpoint
+from ._join import ClusterEndpoint, JoinCredentials, discover_endpoint
 from ._node_controller import NodeController, NodeControllerSettings
 from ._nodeclass_controller import NodeClassController, NodeClassControllerSettings
 from ._nodeset_controller import NodeSetController, NodeSetControllerSettings
@@ -208,7 +208,7 @@ class Manager:
                 log.info(
                     "machines join at %s with the CA %s (from %s)",
                     self._endpoint.api_server,
-                    ca_cert_hash(self._endpoint.ca_pem),
+                    self._endpoint.values["CA_CERT_HASH"],
                     self._endpoint.source,
                 )
         return self._endpoint
