@@ -239,9 +239,10 @@ def secure_channel(address: str, ca: Path, cert: Path | None = None, key: Path |
     return grpc.secure_channel(address, credentials)
 
 
-@pytest.fixture
-def provider(manager: Manager, tmp_path: Path) -> Iterator[Provider]:
-    certificates = make_grpc_certificates(tmp_path / "tls")
+@contextlib.contextmanager
+def serving_grpc(manager: Manager, directory: Path) -> Iterator[Provider]:
+    """The gRPC server over ``manager``'s caches, with fresh certificates under ``directory``, and a client."""
+    certificates = make_grpc_certificates(directory)
     server = serve_grpc(manager, "127.0.0.1:0", certificates.server_tls)
     address = f"127.0.0.1:{server.port}"
     channel = secure_channel(address, certificates.ca, certificates.client.cert, certificates.client.key)
@@ -250,6 +251,12 @@ def provider(manager: Manager, tmp_path: Path) -> Iterator[Provider]:
     finally:
         channel.close()
         server.stop(0)
+
+
+@pytest.fixture
+def provider(manager: Manager, tmp_path: Path) -> Iterator[Provider]:
+    with serving_grpc(manager, tmp_path / "tls") as serving:
+        yield serving
 
 
 WORKLOAD_RESOURCES = (

@@ -24,6 +24,17 @@ from tests.conftest import eventually, managed_node, nodeset_manifest, simulator
 
 from ._process import KubeNodeProcess
 
+#: How kube-node runs in these tests: everything it logs (as JSON), no gRPC server, one process, a quick sweep.
+WATCHED = ("--log-level=DEBUG", "--log-format=json", "--grpc-address=", "--no-leader-elect", "--sweep-interval=1")
+
+
+def assert_none_leaked(credentials: tuple[str, ...] | list[str], places: dict[str, str]) -> None:
+    """No credential in any of the places (name -> text)."""
+    for credential in credentials:
+        for where, text in places.items():
+            assert credential not in text, f"{credential[:12]}... leaked into the {where}"
+
+
 ACCESS_KEY = f"AKID{uuid.uuid4().hex[:16].upper()}"
 SECRET_KEY = f"kn-secret-{uuid.uuid4().hex}"
 
@@ -89,11 +100,7 @@ def test_no_credential_reaches_logs_events_annotations_or_metrics(
         control_plane,
         tmp_path,
         "kube-node",
-        "--log-level=DEBUG",
-        "--log-format=json",
-        "--grpc-address=",
-        "--no-leader-elect",
-        "--sweep-interval=1",
+        *WATCHED,
     )
     try:
         kube.create(NODES, managed_node("leaky", "leaky-ec2"))
@@ -139,15 +146,10 @@ def test_no_credential_reaches_logs_events_annotations_or_metrics(
     assert failures and failures[0]["object"] == "Node/leaky" and failures[0]["level"] == "warning"
     assert "AuthFailure" in log  # what was logged is the refusal ...
     assert "Signature=***" in log  # with the request's replayable signature masked too
-    for credential in (ACCESS_KEY, SECRET_KEY):  # ... never a credential
-        for where, text in (
-            ("log", log),
-            ("Node", node),
-            ("NodeClass", nodeclass),
-            ("Events", events),
-            ("metrics", metrics),
-        ):
-            assert credential not in text, f"{credential[:6]}... leaked into the {where}"
+    assert_none_leaked(  # ... never a credential
+        (ACCESS_KEY, SECRET_KEY),
+        {"log": log, "Node": node, "NodeClass": nodeclass, "Events": events, "metrics": metrics},
+    )
 
 
 def test_no_bootstrap_token_reaches_logs_events_annotations_status_or_metrics(
@@ -161,11 +163,7 @@ def test_no_bootstrap_token_reaches_logs_events_annotations_status_or_metrics(
         control_plane,
         tmp_path,
         "kube-node",
-        "--log-level=DEBUG",
-        "--log-format=json",
-        "--grpc-address=",
-        "--no-leader-elect",
-        "--sweep-interval=1",
+        *WATCHED,
         f"--simulator-dir={tmp_path / 'simulator'}",
     )
     try:
@@ -193,15 +191,9 @@ def test_no_bootstrap_token_reaches_logs_events_annotations_status_or_metrics(
         process.close()
     log = process.log()
     assert "minted bootstrap token bootstrap-token-" in log  # the mint was logged, by its Secret's name ...
-    for credential in planted:  # ... never the token
-        for where, text in (
-            ("log", log),
-            ("Nodes", nodes),
-            ("NodeSet", nodeset),
-            ("Events", events),
-            ("metrics", metrics),
-        ):
-            assert credential not in text, f"{credential[:6]}... leaked into the {where}"
+    assert_none_leaked(  # ... never the token
+        planted, {"log": log, "Nodes": nodes, "NodeSet": nodeset, "Events": events, "metrics": metrics}
+    )
 
 
 SESSION_KEY_ID = f"ASIA{uuid.uuid4().hex[:16].upper()}"
@@ -282,11 +274,7 @@ def test_no_web_identity_token_or_session_credential_leaks_either(
         control_plane,
         tmp_path,
         "kube-node",
-        "--log-level=DEBUG",
-        "--log-format=json",
-        "--grpc-address=",
-        "--no-leader-elect",
-        "--sweep-interval=1",
+        *WATCHED,
         env=env,
     )
     try:
@@ -310,7 +298,7 @@ def test_no_web_identity_token_or_session_credential_leaks_either(
         server.server_close()
     log = process.log()
     assert "AuthFailure" in log  # the refusal was logged, with what it quoted masked
-    for credential in (WEB_IDENTITY_TOKEN, SESSION_SECRET, SESSION_TOKEN):
-        places = (("log", log), ("Node", node), ("NodeClass", nodeclass), ("Events", events), ("metrics", metrics))
-        for where, text in places:
-            assert credential not in text, f"{credential[:12]}... leaked into the {where}"
+    assert_none_leaked(
+        (WEB_IDENTITY_TOKEN, SESSION_SECRET, SESSION_TOKEN),
+        {"log": log, "Node": node, "NodeClass": nodeclass, "Events": events, "metrics": metrics},
+    )

@@ -9,14 +9,12 @@ from typing import Any
 
 import pytest
 
-from autoscaler_provider._proto import externalgrpc_pb2_grpc
-from kube_node._grpc import make_grpc_certificates, serve_grpc
 from kube_node.controlplane import ControlPlane
 from nodeset_controller.api import LABEL_NODESET
 from nodeset_controller.controllers import Manager
 from nodeset_controller.kube import NODECLASSES, NODES, NODESETS, KubeClient, Resource
 from nodeset_controller.providers import BUSYBOX_IMAGE, LocalMachines
-from tests.conftest import Provider, eventually, nodeset_manifest, secure_channel
+from tests.conftest import Provider, eventually, nodeset_manifest, serving_grpc
 from tests.e2e.test_cluster_autoscaler import Autoscaler
 
 from .test_local_nodeset import PODS, local_nodeclass
@@ -29,15 +27,8 @@ DEPLOYMENTS = Resource("apps", "v1", "deployments", namespaced=True)
 @pytest.fixture
 def local_provider(local_manager: Manager, tmp_path: Path) -> Iterator[Provider]:
     """The gRPC server over the local machines' Manager, as the provider fixture serves the simulator's."""
-    certificates = make_grpc_certificates(tmp_path / "tls")
-    server = serve_grpc(local_manager, "127.0.0.1:0", certificates.server_tls)
-    address = f"127.0.0.1:{server.port}"
-    channel = secure_channel(address, certificates.ca, certificates.client.cert, certificates.client.key)
-    try:
-        yield Provider(server, externalgrpc_pb2_grpc.CloudProviderStub(channel), channel, certificates, address)
-    finally:
-        channel.close()
-        server.stop(0)
+    with serving_grpc(local_manager, tmp_path / "tls") as serving:
+        yield serving
 
 
 def workload(replicas: int) -> dict[str, Any]:
