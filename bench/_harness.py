@@ -140,11 +140,16 @@ def simulator_nodeclass(client: KubeClient, name: str = "bench") -> None:
 
 @contextlib.contextmanager
 def kube_node(
-    plane: ControlPlane, scratch: Path, *, provider_port: int | None = None, status_port: int | None = None
+    plane: ControlPlane,
+    scratch: Path,
+    *,
+    provider_port: int | None = None,
+    status_port: int | None = None,
+    machines: list[str] | None = None,
 ) -> Iterator[tuple[subprocess.Popen[bytes], Path | None]]:
-    """``kube-node run`` with the simulator, as its own process (so its memory can be read); with
-    ``provider_port`` also the cluster-autoscaler provider over mutual TLS, whose cloud-config is yielded;
-    with ``status_port`` its /metrics on 127.0.0.1 (see :func:`kube_node_metrics`)."""
+    """``kube-node run`` as its own process (so its memory can be read), its machines from the simulator or
+    the flags in ``machines``; with ``provider_port`` also the gRPC server over mutual TLS, whose cloud-config is
+    yielded; with ``status_port`` its /metrics on 127.0.0.1 (see :func:`kube_node_metrics`)."""
     provider: list[str] = ["--grpc-address="]
     cloud_config = None
     if provider_port is not None:
@@ -168,8 +173,7 @@ def kube_node(
             "run",
             "--kubeconfig",
             str(plane.kubeconfig),
-            "--simulator-dir",
-            str(scratch / "sim"),
+            *(machines if machines is not None else ["--simulator-dir", str(scratch / "sim")]),
             f"--status-address=127.0.0.1:{status_port}" if status_port else "--status-address=",
             "--no-leader-elect",
             *provider,

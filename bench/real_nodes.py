@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _harness import REPO, control_plane
+from _harness import control_plane, kube_node
 
 from kube_node._dev import CLUSTER_ROLE_BINDINGS, bootstrap_bindings
 from kube_node._samples import SAMPLES_DIR
@@ -100,81 +99,56 @@ def main() -> int:
         nodeclass: dict[str, Any] = yaml.safe_load((SAMPLES_DIR / "nodeclass-local.yaml").read_text())
         nodeclass["spec"]["driverOptions"]["serviceClusterIPRange"] = SERVICE_CLUSTER_IP_RANGE
         client.create(NODECLASSES, nodeclass)
-        log = (scratch / "kube-node.log").open("w")
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "kube_node",
-                "--log-level",
-                "WARNING",
-                "run",
-                "--kubeconfig",
-                str(plane.kubeconfig),
-                "--local-machines-dir",
-                str(machines_dir),
-                "--local-kubelet",
-                str(kubelet),
-                "--grpc-address=",
-                "--status-address=",
-                "--no-leader-elect",
-            ],
-            stdout=log,
-            stderr=log,
-            cwd=REPO,
-        )
+        local_flags = ["--local-machines-dir", str(machines_dir), "--local-kubelet", str(kubelet)]
         try:
-            time.sleep(2)  # its caches sync
-            start = time.time()
-            client.create(
-                NODESETS,
-                {
-                    "apiVersion": "kube-node.io/v1alpha1",
-                    "kind": "NodeSet",
-                    "metadata": {"name": "bench"},
-                    "spec": {"nodeClassName": nodeclass["metadata"]["name"], "replicas": args.nodes},
-                },
-            )
-            marks = watch_up(client, LocalMachines(machines_dir), args.nodes, start, args.timeout)
-            all_ready = max(m["untainted"] for m in marks.values())
-            pods_start = time.monotonic()
-            for name in marks:
-                client.create(PODS, pod(name), namespace="default")
-            running: dict[str, float] = {}
-            while len(running) < len(marks) and time.monotonic() - pods_start < args.timeout:
-                for item in client.list(PODS, "default")["items"]:
-                    if item["status"].get("phase") == "Running":
-                        running.setdefault(item["metadata"]["name"], time.monotonic() - pods_start)
-                time.sleep(0.05)
-            print(f"NodeSet 0 -> {args.nodes} real Nodes Ready (startup taint removed): {all_ready:.2f} s")
-            print("per Node, seconds: kube-node (Node, token, machine started) | machine (containerd, kubelet,")
-            print("  TLS bootstrap, Ready) | kube-node (startup taint removed after Ready) | total")
-            kube_node_parts, machine_parts = [], []
-            for name, m in sorted(marks.items()):
-                first, machine, last = m["started"], m["ready"] - m["started"], m["untainted"] - m["ready"]
-                kube_node_parts.append(first + last)
-                machine_parts.append(machine)
-                print(f"  {name}: {first:.2f} | {machine:.2f} | {last:.2f} | {m['untainted']:.2f}")
-            print(
-                f"median: kube-node {statistics.median(kube_node_parts):.2f} s, "
-                f"machine {statistics.median(machine_parts):.2f} s"
-            )
-            if running:
-                print(
-                    f"pods Running after create: median {statistics.median(running.values()):.2f} s, "
-                    f"max {max(running.values()):.2f} s ({len(running)} of {len(marks)})"
+            with kube_node(plane, scratch, machines=local_flags):
+                start = time.time()
+                client.create(
+                    NODESETS,
+                    {
+                        "apiVersion": "kube-node.io/v1alpha1",
+                        "kind": "NodeSet",
+                        "metadata": {"name": "bench"},
+                        "spec": {"nodeClassName": nodeclass["metadata"]["name"], "replicas": args.nodes},
+                    },
                 )
-            client.patch(NODESETS, "bench", {"spec": {"replicas": 0}})
-            deadline = time.monotonic() + args.timeout
-            while client.list(NODES, labelSelector="kube-node.io/nodeset=bench")["items"]:
-                if time.monotonic() > deadline:
-                    print("the Nodes did not go within the timeout", file=sys.stderr)
-                    break
-                time.sleep(0.2)
+                marks = watch_up(client, LocalMachines(machines_dir), args.nodes, start, args.timeout)
+                all_ready = max(m["untainted"] for m in marks.values())
+                pods_start = time.monotonic()
+                for name in marks:
+                    client.create(PODS, pod(name), namespace="default")
+                running: dict[str, float] = {}
+                while len(running) < len(marks) and time.monotonic() - pods_start < args.timeout:
+                    for item in client.list(PODS, "default")["items"]:
+                        if item["status"].get("phase") == "Running":
+                            running.setdefault(item["metadata"]["name"], time.monotonic() - pods_start)
+                    time.sleep(0.05)
+                print(f"NodeSet 0 -> {args.nodes} real Nodes Ready (startup taint removed): {all_ready:.2f} s")
+                print("per Node, seconds: kube-node (Node, token, machine started) | machine (containerd, kubelet,")
+                print("  TLS bootstrap, Ready) | kube-node (startup taint removed after Ready) | total")
+                kube_node_parts, machine_parts = [], []
+                for name, m in sorted(marks.items()):
+                    first, machine, last = m["started"], m["ready"] - m["started"], m["untainted"] - m["ready"]
+                    kube_node_parts.append(first + last)
+                    machine_parts.append(machine)
+                    print(f"  {name}: {first:.2f} | {machine:.2f} | {last:.2f} | {m['untainted']:.2f}")
+                print(
+                    f"median: kube-node {statistics.median(kube_node_parts):.2f} s, "
+                    f"machine {statistics.median(machine_parts):.2f} s"
+                )
+                if running:
+                    print(
+                        f"pods Running after create: median {statistics.median(running.values()):.2f} s, "
+                        f"max {max(running.values()):.2f} s ({len(running)} of {len(marks)})"
+                    )
+                client.patch(NODESETS, "bench", {"spec": {"replicas": 0}})
+                deadline = time.monotonic() + args.timeout
+                while client.list(NODES, labelSelector="kube-node.io/nodeset=bench")["items"]:
+                    if time.monotonic() > deadline:
+                        print("the Nodes did not go within the timeout", file=sys.stderr)
+                        break
+                    time.sleep(0.2)
         finally:
-            process.terminate()
-            process.wait(30)
-            log.close()
             machines = LocalMachines(machines_dir)
             for machine in machines.machines():
                 machines.destroy(machine.name)
